@@ -1,0 +1,26 @@
+// Entry point of hovle.node. The JS facade (src/native/) is the only caller: it validates
+// arguments first, so the checks here are the last line of defence, not the user-facing ones.
+#include <napi.h>
+
+#include "addon_data.h"
+#include "build_info.h"
+#include "errors.h"
+#include "ggml_log.h"
+#include "reference_graph.h"
+#include "system_info.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  env.SetInstanceData(new hovle::AddonData());
+  hovle::InstallGgmlLogger();
+  exports.Set("buildInfo", Napi::String::New(env, HOVLE_BUILD_INFO_JSON));
+  exports.Set("registerErrorClass", Napi::Function::New(env, hovle::RegisterErrorClass, "registerErrorClass"));
+  exports.Set("systemInfo", Napi::Function::New(env, hovle::SystemInfo, "systemInfo"));
+  exports.Set("runReferenceGraph", Napi::Function::New(env, hovle::RunReferenceGraph, "runReferenceGraph"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(hovle, Init)

@@ -1,0 +1,14 @@
+// Per-environment state: Node worker_threads each load the addon into their own env.
+#pragma once
+
+#include <napi.h>
+
+namespace hovle {
+
+struct AddonData {
+  Napi::FunctionReference errorClass;
+
+  static AddonData& Get(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
+};
+
+}  // namespace hovle

@@ -1,0 +1,28 @@
+// Typed errors that cross from C++ into JS as instances of the facade's HovleError class.
+#pragma once
+
+#include <napi.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace hovle {
+
+// Thrown anywhere in native code (including worker threads); `code` becomes HovleError.code.
+class Error : public std::runtime_error {
+ public:
+  Error(std::string code, const std::string& message) : std::runtime_error(message), code_(std::move(code)) {}
+  const std::string& code() const { return code_; }
+
+ private:
+  std::string code_;
+};
+
+// Registered once per JS environment by the facade (better-sqlite3 style): the error class is
+// passed in rather than defined in C++, so `instanceof HovleError` holds on the JS side.
+void RegisterErrorClass(const Napi::CallbackInfo& info);
+
+// Builds a HovleError (or a plain Error if none was registered yet) on the JS thread.
+Napi::Error MakeError(Napi::Env env, const std::string& code, const std::string& message);
+
+}  // namespace hovle

@@ -1,0 +1,55 @@
+// An AsyncWorker that settles a Promise: Run() on a libuv worker thread, Result() back on the
+// JS thread. Exceptions from Run() reject the Promise with a HovleError carrying their code.
+#pragma once
+
+#include <napi.h>
+
+#include <string>
+
+#include "errors.h"
+
+namespace hovle {
+
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  PromiseWorker(Napi::Env env, const char* resourceName)
+      : Napi::AsyncWorker(env, resourceName), deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+ protected:
+  virtual void Run() = 0;
+  virtual Napi::Value Result(Napi::Env env) = 0;
+
+ private:
+  void Execute() override {
+    try {
+      Run();
+    } catch (const Error& e) {
+      code_ = e.code();
+      SetError(e.what());
+    } catch (const std::bad_alloc&) {
+      code_ = "OUT_OF_MEMORY";
+      SetError("out of memory");
+    } catch (const std::exception& e) {
+      code_ = "INTERNAL";
+      SetError(e.what());
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    try {
+      deferred_.Resolve(Result(env));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    }
+  }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(MakeError(Env(), code_, e.Message()).Value()); }
+
+  Napi::Promise::Deferred deferred_;
+  std::string code_ = "INTERNAL";
+};
+
+}  // namespace hovle

@@ -1,0 +1,29 @@
+/** Every failure hovle reports, from JS validation or from native code, is a HovleError. */
+export type HovleErrorCode =
+  /** No compiled addon where the loader looked. */
+  | 'ADDON_NOT_BUILT'
+  /** The addon was built for another hovle version or native API. */
+  | 'ADDON_MISMATCH'
+  /** The OS refused to load the addon (missing shared library, wrong architecture...). */
+  | 'ADDON_LOAD_FAILED'
+  /** This CPU lacks instructions the addon was compiled to use. */
+  | 'CPU_UNSUPPORTED'
+  | 'DEVICE_NOT_FOUND'
+  | 'BACKEND_INIT_FAILED'
+  | 'OP_UNSUPPORTED'
+  | 'OUT_OF_MEMORY'
+  | 'OUT_OF_DEVICE_MEMORY'
+  | 'COMPUTE_FAILED'
+  | 'INVALID_ARGUMENT'
+  | 'INTERNAL';
+
+export class HovleError extends Error {
+  readonly code: HovleErrorCode;
+
+  // (code, message) order because native code constructs it with exactly these two arguments.
+  constructor(code: HovleErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'HovleError';
+    this.code = code;
+  }
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+// Runs test/vulkan/ against the Vulkan build (npm run build:vulkan -> build-vulkan/).
+// lavapipe, Mesa's software Vulkan device, reports itself as a CPU-type device, which ggml
+// skips unless GGML_VK_VISIBLE_DEVICES names it; the Vulkan loader also wants XDG_RUNTIME_DIR.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const addon = resolve(process.env.HOVLE_ADDON_PATH ?? join(root, 'build-vulkan', 'Release', 'hovle.node'));
+if (!existsSync(addon)) {
+  process.stderr.write(`[test-vulkan] no Vulkan build at ${addon}: run \`npm run build:vulkan\` first\n`);
+  process.exit(1);
+}
+const env = {
+  ...process.env,
+  HOVLE_ADDON_PATH: addon,
+  HOVLE_EXPECT_VULKAN: '1',
+  GGML_VK_VISIBLE_DEVICES: process.env.GGML_VK_VISIBLE_DEVICES ?? '0',
+  XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? mkdtempSync(join(tmpdir(), 'hovle-xdg-')),
+};
+const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs');
+const r = spawnSync(process.execPath, [vitest, 'run', '--config', join(root, 'test', 'vulkan', 'vitest.config.ts')], {
+  cwd: root,
+  env,
+  stdio: 'inherit',
+});
+process.exit(r.status ?? 1);

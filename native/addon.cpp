@@ -6,8 +6,11 @@
 #include "build_info.h"
 #include "errors.h"
 #include "ggml_log.h"
+#include "ggml_types.h"
+#include "gguf_inspect.h"
 #include "reference_graph.h"
 #include "system_info.h"
+#include "tensor_convert.h"
 
 namespace {
 
@@ -18,6 +21,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("registerErrorClass", Napi::Function::New(env, hovle::RegisterErrorClass, "registerErrorClass"));
   exports.Set("systemInfo", Napi::Function::New(env, hovle::SystemInfo, "systemInfo"));
   exports.Set("runReferenceGraph", Napi::Function::New(env, hovle::RunReferenceGraph, "runReferenceGraph"));
+  exports.Set("ggmlTypes", Napi::Function::New(env, hovle::GgmlTypes, "ggmlTypes"));
+  exports.Set("convertRows", Napi::Function::New(env, hovle::ConvertRows, "convertRows"));
+  exports.Set("ggufInspect", Napi::Function::New(env, hovle::GgufInspect, "ggufInspect"));
   return exports;
 }
 

@@ -15,6 +15,14 @@ export type HovleErrorCode =
   | 'OUT_OF_DEVICE_MEMORY'
   | 'COMPUTE_FAILED'
   | 'INVALID_ARGUMENT'
+  /** A GGUF file is malformed, truncated or not a HoVLE model. */
+  | 'GGUF_INVALID'
+  /** A Hugging Face checkpoint is incomplete or does not match its config. */
+  | 'CHECKPOINT_INVALID'
+  /** Reading or writing a file failed. */
+  | 'IO_ERROR'
+  /** The caller's AbortSignal fired. */
+  | 'ABORTED'
   | 'INTERNAL';
 
 export class HovleError extends Error {

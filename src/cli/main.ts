@@ -5,9 +5,11 @@ import { join } from 'node:path';
 import { HovleError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { EXIT, UsageError, type Command } from './command.js';
+import { convertCommand } from './convert.js';
 import { infoCommand } from './info.js';
+import { quantizeCommand } from './quantize.js';
 
-const commands: Command[] = [infoCommand];
+const commands: Command[] = [infoCommand, convertCommand, quantizeCommand];
 
 function mainUsage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

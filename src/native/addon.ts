@@ -40,10 +40,52 @@ export interface ReferenceGraphResult {
   shape: [number, number];
 }
 
-export interface NativeAddon {
+export interface NativeAddon extends NativeAddonConvert {
   /** JSON text of BuildInfo. */
   buildInfo: string;
   registerErrorClass(cls: new (code: never, message: string) => Error): void;
   systemInfo(): Promise<RawSystemInfo>;
   runReferenceGraph(device: string, weightType: ReferenceWeightType, seed: number): Promise<ReferenceGraphResult>;
+}
+
+export interface GgmlTypeInfo {
+  id: number;
+  /** ggml's name, e.g. "f16", "q4_K". */
+  name: string;
+  blockSize: number;
+  typeSize: number;
+  isQuantized: boolean;
+  /** ggml can turn this type into float32. */
+  canRead: boolean;
+  /** ggml's quantizer can produce this type (no importance matrix needed). */
+  canWrite: boolean;
+}
+
+export interface ConvertRowsResult {
+  data: Buffer;
+  /** NaN/Inf values found in the source rows. */
+  nonFinite: number;
+}
+
+export interface GgufInspection {
+  version: number;
+  alignment: number;
+  dataOffset: number;
+  keys: Array<{ key: string; type: string }>;
+  /** ne has 4 entries (1 past the tensor's dimensions); offset is relative to dataOffset. */
+  tensors: Array<{ name: string; type: number; ne: number[]; offset: number; size: number }>;
+}
+
+export interface NativeAddonConvert {
+  /** ggml's own GGUF parser's view of a file. */
+  ggufInspect(path: string): Promise<GgufInspection>;
+  ggmlTypes(): GgmlTypeInfo[];
+  convertRows(
+    src: Uint8Array,
+    srcType: number,
+    dstType: number,
+    rows: number,
+    cols: number,
+    threads: number,
+  ): Promise<ConvertRowsResult>;
 }

@@ -1,0 +1,44 @@
+// Progress on stderr: a redrawn bar on a terminal, a line per 10% otherwise (CI logs).
+import { formatBytes } from './format.js';
+
+export class ProgressBar {
+  private lastDecile = -1;
+  private lastDraw = 0;
+  private readonly tty: boolean;
+
+  constructor(private readonly label: string, private readonly quiet = false) {
+    this.tty = Boolean(process.stderr.isTTY);
+  }
+
+  update(done: number, total: number, detail = ''): void {
+    if (this.quiet || total <= 0) return;
+    const frac = Math.min(1, done / total);
+    if (this.tty) {
+      const now = Date.now();
+      if (now - this.lastDraw < 100 && frac < 1) return;
+      this.lastDraw = now;
+      const width = 30;
+      const filled = Math.round(frac * width);
+      const bar = '#'.repeat(filled) + '-'.repeat(width - filled);
+      const line = `${this.label} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${formatBytes(done)}/${formatBytes(total)} ${detail}`;
+      process.stderr.write(`\r${line.slice(0, (process.stderr.columns || 120) - 1).padEnd(Math.min(line.length, 119))}`);
+    } else {
+      const decile = Math.floor(frac * 10);
+      if (decile === this.lastDecile) return;
+      this.lastDecile = decile;
+      process.stderr.write(`${this.label}: ${decile * 10}% (${formatBytes(done)} of ${formatBytes(total)})\n`);
+    }
+  }
+
+  done(): void {
+    if (!this.quiet && this.tty) process.stderr.write('\n');
+  }
+}
+
+/** An AbortSignal that fires on the first Ctrl-C, so long work stops cleanly and removes partial files. */
+export function interruptSignal(): { signal: AbortSignal; dispose: () => void } {
+  const controller = new AbortController();
+  const onSigint = () => controller.abort(new Error('interrupted (SIGINT)'));
+  process.once('SIGINT', onSigint);
+  return { signal: controller.signal, dispose: () => process.off('SIGINT', onSigint) };
+}

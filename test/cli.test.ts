@@ -1,6 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+
+import { tempDir } from './helpers/tmp.js';
 
 // Runs the built CLI (dist/), as users and scripts do; `npm test` builds dist first.
 const cli = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
@@ -46,6 +49,34 @@ describe('hovle CLI', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('ADDON_NOT_BUILT');
     expect(r.stderr).toContain('npm rebuild hovle');
+  });
+});
+
+describe('hovle convert / quantize', () => {
+  const fixture = fileURLToPath(new URL('./fixtures/hovle-tiny/hf', import.meta.url));
+  const dir = tempDir('cli');
+
+  it('convert --json reports the file and per-tensor types; quantize re-types it', () => {
+    const f16 = join(dir, 'm.gguf');
+    const r = hovle(['convert', fixture, '-o', f16, '--type', 'f16', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j).toMatchObject({ path: f16, type: 'f16', tensors: 46 });
+    expect(j.tensorTypes['output_norm.weight']).toBe('f32');
+    const q = hovle(['quantize', f16, join(dir, 'q.gguf'), 'q8_0', '--json']);
+    expect(q.code, q.stderr).toBe(0);
+    expect(JSON.parse(q.stdout).tensorTypes['blk.0.attn_q.weight']).toBe('q8_0');
+  });
+
+  it('usage errors exit 2, checkpoint errors exit 1 with the reason', () => {
+    expect(hovle(['convert', fixture]).code).toBe(2);
+    expect(hovle(['convert', fixture, '-o', join(dir, 'x.gguf'), '--type', 'q3_k']).code).toBe(2);
+    expect(hovle(['quantize', 'a.gguf', 'b.gguf']).code).toBe(2);
+    const r = hovle(['convert', dir, '-o', join(dir, 'x.gguf')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/config\.json.*CHECKPOINT_INVALID/s);
+    expect(hovle(['convert', '--help'])).toMatchObject({ code: 0, stdout: expect.stringContaining('q4_k_m') });
+    expect(hovle(['quantize', '--help'])).toMatchObject({ code: 0, stdout: expect.stringContaining('--allow-requantize') });
   });
 });
 

@@ -72,7 +72,7 @@ export async function convertCheckpoint(dir: string, outPath: string, options: C
   }
   const unknown = [...st.keys()].filter((n) => !used.has(n));
   if (unknown.length > 0) {
-    throw new HovleError('CHECKPOINT_INVALID', `the checkpoint has tensors a HoVLE model does not: ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ` and ${unknown.length - 5} more` : ''}`);
+    throw new HovleError('CHECKPOINT_INVALID', `the checkpoint has tensors that a HoVLE model does not have: ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ` and ${unknown.length - 5} more` : ''}`);
   }
 
   const nBlocks = totalBlocks(hparams);

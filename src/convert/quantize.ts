@@ -49,14 +49,13 @@ export async function quantizeGguf(inPath: string, outPath: string, type: FileTy
       source: fileRows({ path: inPath, offset: t.offset, type: t.type, rowBytes: rowBytes(t.type, cols), rows: t.size / rowBytes(t.type, cols), cols, errorCode: 'GGUF_INVALID' }),
     };
   });
-  const replaced = new Set(['general.file_type', 'general.quantization_version']);
+  // Same keys in the same order as a direct conversion, so the two give identical files.
+  if (!file.metadata.has('general.file_type')) throw new HovleError('GGUF_INVALID', `${inPath}: general.file_type is missing`);
   const metadata: Array<[string, GgufValue]> = [];
   for (const [k, v] of file.metadata) {
-    if (replaced.has(k) || k === 'general.alignment') continue;
-    metadata.push([k, v]);
-    if (k === 'general.name') metadata.push(...fileTypeMetadata(type));
+    if (k === 'general.file_type') metadata.push(...fileTypeMetadata(type));
+    else if (k !== 'general.quantization_version' && k !== 'general.alignment') metadata.push([k, v]);
   }
-  if (!file.metadata.has('general.name')) metadata.push(...fileTypeMetadata(type));
   const result = await writeModel(outPath, metadata, planned, options);
   return { ...result, tensorTypes };
 }

@@ -206,7 +206,8 @@ export async function readGguf(path: string): Promise<GgufFile> {
       const type = ggmlTypeById(typeId);
       if (!type) return c.fail(`${name}: unknown ggml type ${typeId}`);
       if (dims[0]! % type.blockSize !== 0) c.fail(`${name}: ne0 ${dims[0]} is not a multiple of ${type.name} blocks`);
-      const rel = await c.count(`${name} offset`, size);
+      const rel = await c.count(`${name} offset`, Number.MAX_SAFE_INTEGER);
+      if (rel > size) c.fail(`${name}: data offset ${rel} is past the end of the ${size}-byte file (truncated?)`);
       if (rel % alignment !== 0) c.fail(`${name}: offset ${rel} is not aligned to ${alignment}`);
       raw.push({ name, dims, type, rel });
     }

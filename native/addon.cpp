@@ -8,6 +8,7 @@
 #include "ggml_log.h"
 #include "ggml_types.h"
 #include "gguf_inspect.h"
+#include "model_binding.h"
 #include "reference_graph.h"
 #include "system_info.h"
 #include "tensor_convert.h"
@@ -24,6 +25,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ggmlTypes", Napi::Function::New(env, hovle::GgmlTypes, "ggmlTypes"));
   exports.Set("convertRows", Napi::Function::New(env, hovle::ConvertRows, "convertRows"));
   exports.Set("ggufInspect", Napi::Function::New(env, hovle::GgufInspect, "ggufInspect"));
+  hovle::RegisterModelClasses(env, exports);
   return exports;
 }
 

@@ -7,6 +7,8 @@ namespace hovle {
 
 struct AddonData {
   Napi::FunctionReference errorClass;
+  Napi::FunctionReference modelCtor;
+  Napi::FunctionReference contextCtor;
 
   static AddonData& Get(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
 };

@@ -23,6 +23,12 @@ export type HovleErrorCode =
   | 'IO_ERROR'
   /** The caller's AbortSignal fired. */
   | 'ABORTED'
+  /** A call on a model or context after dispose(). */
+  | 'DISPOSED'
+  /** Two calls on one context overlapped. */
+  | 'BUSY'
+  /** The input does not fit the context window. */
+  | 'CONTEXT_FULL'
   | 'INTERNAL';
 
 export class HovleError extends Error {

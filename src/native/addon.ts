@@ -40,7 +40,7 @@ export interface ReferenceGraphResult {
   shape: [number, number];
 }
 
-export interface NativeAddon extends NativeAddonConvert {
+export interface NativeAddon extends NativeAddonConvert, NativeAddonRuntime {
   /** JSON text of BuildInfo. */
   buildInfo: string;
   registerErrorClass(cls: new (code: never, message: string) => Error): void;
@@ -88,4 +88,44 @@ export interface NativeAddonConvert {
     cols: number,
     threads: number,
   ): Promise<ConvertRowsResult>;
+}
+
+export interface NativeModelSpec {
+  hparams: Record<string, unknown>;
+  tensors: Array<{ name: string; role: string; block: number; dims: number[] }>;
+  device: string;
+  mmap: boolean;
+}
+
+export interface NativeContextOptions {
+  contextEmbedding: number;
+  contextLlm: number;
+  batchSize: number;
+  threads: number;
+  flashAttention: boolean;
+  kvType: 'f32' | 'f16' | 'q8_0';
+}
+
+export interface NativeContext {
+  vision(pixels: Float32Array, tiles: number, project: boolean): Promise<Float32Array>;
+  shuffleProject(rows: Float32Array, tiles: number): Promise<Float32Array>;
+  embed(ids: Int32Array, imageRows: Float32Array | null): Promise<Float32Array>;
+  llm(rows: Float32Array, outputRows: Int32Array | null): Promise<Float32Array>;
+  nPast(segment: 'embedding' | 'llm'): number;
+  truncate(segment: 'embedding' | 'llm', n: number): void;
+  dispose(): void;
+}
+
+export interface NativeModel {
+  createContext(options: NativeContextOptions): Promise<NativeContext>;
+  info(): { weightBytes: number; device: string };
+  dispose(): void;
+}
+
+export interface NativeAddonRuntime {
+  loadModel(
+    path: string,
+    spec: NativeModelSpec,
+    onProgress?: (done: number, total: number) => void,
+  ): { promise: Promise<NativeModel>; cancel: () => void };
 }

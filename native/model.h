@@ -1,0 +1,182 @@
+// The HoVLE model in native memory: hyperparameters in one struct, weights grouped by role,
+// and a context (KV caches + scheduler) that runs the graph stages.
+//
+// Tensor names never appear in C++: the JS side reads the GGUF with the schema table
+// (src/model/schema.ts) and hands over {name, role, block, dims} for every tensor; the loader
+// checks each against the file and files the pointer under its role.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "ggml-backend.h"
+#include "ggml.h"
+
+namespace hovle {
+
+struct SegmentHParams {
+  int n_layer = 0;
+  int n_embd = 0;
+  int n_ff = 0;
+  int n_head = 0;
+  int n_head_kv = 0;
+  float eps = 1e-5f;
+  float rope_base = 10000.0f;
+  int rope_scaling = 0;  // 0 none, 1 linear, 2 dynamic NTK
+  float rope_factor = 1.0f;
+  int n_ctx_train = 0;
+
+  int head_dim() const { return n_embd / n_head; }
+};
+
+struct HParams {
+  int n_vocab = 0;
+  SegmentHParams emb;
+  SegmentHParams llm;
+  int image_size = 448;
+  int patch_size = 14;
+  int n_channels = 3;
+  float downsample = 0.5f;
+  bool post = false;            // pixel_shuffle_loc == "post"
+  bool normalize_output = false;
+  int img_context_id = -1;
+
+  int grid() const { return image_size / patch_size; }
+  int patches_per_tile() const { return grid() * grid(); }
+  int shuffle_factor() const { return static_cast<int>(1.0f / (downsample * downsample) + 0.5f); }
+  int tokens_per_tile() const { return patches_per_tile() / shuffle_factor(); }
+};
+
+struct LayerWeights {
+  ggml_tensor* attn_norm = nullptr;
+  ggml_tensor* wq = nullptr;
+  ggml_tensor* wk = nullptr;
+  ggml_tensor* wv = nullptr;
+  ggml_tensor* wo = nullptr;
+  ggml_tensor* ffn_norm = nullptr;
+  ggml_tensor* ffn_gate = nullptr;
+  ggml_tensor* ffn_up = nullptr;
+  ggml_tensor* ffn_down = nullptr;
+};
+
+struct TensorSpec {
+  std::string name;
+  std::string role;
+  int block = -1;  // global block index, -1 for global tensors
+  std::vector<int64_t> dims;
+};
+
+struct LoadOptions {
+  std::string device = "CPU";  // ggml device holding the weights
+  bool mmap = true;
+  int threads = 0;             // 0: hardware concurrency
+};
+
+class Model {
+ public:
+  ~Model();
+
+  HParams hp;
+  LoadOptions opts;
+  // Global tensors.
+  ggml_tensor* tok_embd = nullptr;
+  ggml_tensor* patch_w = nullptr;
+  ggml_tensor* patch_b = nullptr;
+  ggml_tensor* pos_embd = nullptr;
+  ggml_tensor* fc1_w = nullptr;
+  ggml_tensor* fc1_b = nullptr;
+  ggml_tensor* fc2_w = nullptr;
+  ggml_tensor* fc2_b = nullptr;
+  ggml_tensor* out_norm = nullptr;
+  ggml_tensor* output = nullptr;
+  std::vector<LayerWeights> layers;  // embedding layers first, then the LLM's
+
+  ggml_backend_dev_t device = nullptr;
+  size_t weight_bytes = 0;
+
+  const SegmentHParams& seg(bool llm) const { return llm ? hp.llm : hp.emb; }
+  int first_block(bool llm) const { return llm ? hp.emb.n_layer : 0; }
+
+  // Loads and validates; throws hovle::Error. `progress(done, total)` may be called from this
+  // thread; `cancel` is polled between tensors.
+  static std::shared_ptr<Model> Load(const std::string& path, const HParams& hp, const std::vector<TensorSpec>& specs,
+                                     const LoadOptions& opts, const std::function<void(double, double)>& progress,
+                                     const std::atomic<bool>& cancel);
+
+ private:
+  ggml_context* meta_ctx_ = nullptr;
+  ggml_backend_buffer_t buffer_ = nullptr;
+  void* mapping_ = nullptr;
+  size_t mapping_size_ = 0;
+};
+
+enum class KvType { F32, F16, Q8_0 };
+
+struct ContextOptions {
+  int n_ctx_emb = 4096;
+  int n_ctx_llm = 4096;
+  KvType kv_type = KvType::F16;
+  bool flash_attn = false;
+  int n_batch = 512;
+  int threads = 0;
+};
+
+// One conversation's state: a KV cache per segment and a scheduler. Calls must not overlap
+// (the JS layer queues them); `busy` turns a violation into an error instead of corruption.
+class Context {
+ public:
+  Context(std::shared_ptr<Model> model, const ContextOptions& opts);
+  ~Context();
+
+  // Vision front end over `n_tiles` tiles of CHW float pixels. pre: shuffle + MLP, returns
+  // [n_tiles*tokens_per_tile, H]; post: conv + position only, returns [n_tiles*patches, H].
+  std::vector<float> Vision(const float* pixels, int n_tiles, bool project);
+  // Pixel shuffle + MLP of [n_tiles*patches, H] rows (post mode, after the embedding layers).
+  std::vector<float> ShuffleProject(const float* rows, int n_tiles);
+  // Embedding module over ids appended at position n_past(emb); IMG_CONTEXT ids take the next
+  // image row. Returns [n, H].
+  std::vector<float> Embed(const int32_t* ids, int n, const float* image_rows, int n_image_rows);
+  // LLM over input rows [n, H] appended at n_past(llm). Returns logits [n_out, V] for the
+  // requested row indices (all rows when out_rows is empty).
+  std::vector<float> Llm(const float* rows, int n, const std::vector<int32_t>& out_rows);
+
+  int hidden() const { return model_->hp.emb.n_embd; }
+  int n_past(bool llm) const { return llm ? n_past_llm_ : n_past_emb_; }
+  int n_ctx(bool llm) const { return llm ? opts_.n_ctx_llm : opts_.n_ctx_emb; }
+  void Truncate(bool llm, int n);
+
+  std::mutex busy;
+
+ private:
+  struct Kv {
+    std::vector<ggml_tensor*> k, v;
+  };
+  ggml_tensor* BuildSegment(ggml_context* ctx, ggml_tensor* cur, bool llm, int n_tokens, int n_past,
+                            ggml_tensor* pos, ggml_tensor* mask);
+  ggml_tensor* BuildAttention(ggml_context* ctx, ggml_tensor* x, const LayerWeights& w, const SegmentHParams& s,
+                              const Kv& kv, int layer, int n_tokens, int n_past, int n_ctx, ggml_tensor* pos,
+                              ggml_tensor* mask);
+  ggml_tensor* BuildShuffleProject(ggml_context* ctx, ggml_tensor* patches, int n_tiles);
+  void Compute(ggml_cgraph* graph);
+  float RopeBase(const SegmentHParams& s, int n_total) const;
+
+  std::shared_ptr<Model> model_;
+  ContextOptions opts_;
+  ggml_backend_t backend_ = nullptr;      // device backend (may be the CPU one)
+  ggml_backend_t cpu_backend_ = nullptr;  // always present for the scheduler
+  ggml_backend_sched_t sched_ = nullptr;
+  ggml_context* kv_ctx_ = nullptr;
+  ggml_backend_buffer_t kv_buf_ = nullptr;
+  Kv kv_emb_, kv_llm_;
+  int n_past_emb_ = 0;
+  int n_past_llm_ = 0;
+  std::vector<uint8_t> graph_mem_;
+  ggml_cgraph* pending_graph_ = nullptr;  // the graph being built (KV writes are expanded into it)
+};
+
+}  // namespace hovle

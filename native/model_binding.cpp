@@ -1,0 +1,360 @@
+// N-API surface of the model runtime: loadModel() -> NativeModel -> NativeContext. Inputs are
+// copied out of JS memory on the JS thread; all compute runs on libuv worker threads.
+#include <napi.h>
+
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "addon_data.h"
+#include "errors.h"
+#include "model.h"
+#include "model_binding.h"
+#include "promise_worker.h"
+
+namespace hovle {
+namespace {
+
+double Num(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("expected a number for ") + key);
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+SegmentHParams ParseSegment(const Napi::Object& o) {
+  SegmentHParams s;
+  s.n_layer = static_cast<int>(Num(o, "blockCount"));
+  s.n_embd = static_cast<int>(Num(o, "embeddingLength"));
+  s.n_ff = static_cast<int>(Num(o, "feedForwardLength"));
+  s.n_head = static_cast<int>(Num(o, "headCount"));
+  s.n_head_kv = static_cast<int>(Num(o, "headCountKv"));
+  s.eps = static_cast<float>(Num(o, "rmsEps"));
+  s.rope_base = static_cast<float>(Num(o, "ropeFreqBase"));
+  const std::string scaling = o.Get("ropeScalingType").ToString();
+  s.rope_scaling = scaling == "linear" ? 1 : scaling == "dynamic" ? 2 : 0;
+  s.rope_factor = static_cast<float>(Num(o, "ropeScalingFactor"));
+  s.n_ctx_train = static_cast<int>(Num(o, "contextLength"));
+  return s;
+}
+
+HParams ParseHParams(const Napi::Object& o) {
+  HParams hp;
+  hp.n_vocab = static_cast<int>(Num(o, "vocabSize"));
+  hp.emb = ParseSegment(o.Get("embedding").As<Napi::Object>());
+  hp.llm = ParseSegment(o.Get("llm").As<Napi::Object>());
+  Napi::Object v = o.Get("vision").As<Napi::Object>();
+  hp.image_size = static_cast<int>(Num(v, "imageSize"));
+  hp.patch_size = static_cast<int>(Num(v, "patchSize"));
+  hp.n_channels = static_cast<int>(Num(v, "numChannels"));
+  hp.downsample = static_cast<float>(Num(v, "downsampleRatio"));
+  hp.post = v.Get("pixelShuffleLoc").ToString().Utf8Value() == "post";
+  hp.normalize_output = v.Get("normalizeEncoderOutput").ToBoolean();
+  hp.img_context_id = static_cast<int>(Num(o, "imageContextId"));
+  return hp;
+}
+
+class LoadWorker : public PromiseWorker {
+ public:
+  LoadWorker(Napi::Env env, std::string path, HParams hp, std::vector<TensorSpec> specs, LoadOptions opts,
+             std::shared_ptr<std::atomic<bool>> cancel, Napi::Function onProgress)
+      : PromiseWorker(env, "hovle.loadModel"), path_(std::move(path)), hp_(hp), specs_(std::move(specs)),
+        opts_(std::move(opts)), cancel_(std::move(cancel)) {
+    if (!onProgress.IsEmpty()) {
+      progress_ = Napi::ThreadSafeFunction::New(env, onProgress, "hovle.loadProgress", 0, 1);
+      has_progress_ = true;
+    }
+  }
+  ~LoadWorker() override {
+    if (has_progress_) progress_.Release();
+  }
+
+ protected:
+  void Run() override {
+    double last = -1;
+    model_ = Model::Load(path_, hp_, specs_, opts_, [&](double done, double total) {
+      if (!has_progress_ || (done - last < total / 100 && done < total)) return;
+      last = done;
+      auto* data = new std::pair<double, double>(done, total);
+      progress_.NonBlockingCall(data, [](Napi::Env env, Napi::Function fn, std::pair<double, double>* d) {
+        fn.Call({Napi::Number::New(env, d->first), Napi::Number::New(env, d->second)});
+        delete d;
+      });
+    }, *cancel_);
+  }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object wrap = AddonData::Get(env).modelCtor.New({});
+    ModelWrap::Unwrap(wrap)->model = model_;
+    return wrap;
+  }
+
+ private:
+  std::string path_;
+  HParams hp_;
+  std::vector<TensorSpec> specs_;
+  LoadOptions opts_;
+  std::shared_ptr<std::atomic<bool>> cancel_;
+  Napi::ThreadSafeFunction progress_;
+  bool has_progress_ = false;
+  std::shared_ptr<Model> model_;
+};
+
+std::vector<float> CopyFloats(const Napi::Value& v, const char* what) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a Float32Array");
+  }
+  Napi::Float32Array a = v.As<Napi::Float32Array>();
+  return std::vector<float>(a.Data(), a.Data() + a.ElementLength());
+}
+
+std::vector<int32_t> CopyInts(const Napi::Value& v, const char* what) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    throw Napi::TypeError::New(v.Env(), std::string(what) + " must be an Int32Array");
+  }
+  Napi::Int32Array a = v.As<Napi::Int32Array>();
+  return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
+}
+
+// Runs `fn` on a worker thread with the context locked; resolves with a Float32Array.
+class ComputeWorker : public PromiseWorker {
+ public:
+  ComputeWorker(Napi::Env env, std::shared_ptr<Context> ctx, std::function<std::vector<float>(Context&)> fn)
+      : PromiseWorker(env, "hovle.compute"), ctx_(std::move(ctx)), fn_(std::move(fn)) {}
+
+ protected:
+  void Run() override {
+    std::unique_lock<std::mutex> lock(ctx_->busy, std::try_to_lock);
+    if (!lock.owns_lock()) throw Error("BUSY", "this context is already computing; calls must not overlap");
+    out_ = fn_(*ctx_);
+  }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Float32Array a = Napi::Float32Array::New(env, out_.size());
+    if (!out_.empty()) std::memcpy(a.Data(), out_.data(), out_.size() * sizeof(float));
+    return a;
+  }
+
+ private:
+  std::shared_ptr<Context> ctx_;
+  std::function<std::vector<float>(Context&)> fn_;
+  std::vector<float> out_;
+};
+
+class CreateContextWorker : public PromiseWorker {
+ public:
+  CreateContextWorker(Napi::Env env, std::shared_ptr<Model> model, ContextOptions opts)
+      : PromiseWorker(env, "hovle.createContext"), model_(std::move(model)), opts_(opts) {}
+
+ protected:
+  void Run() override { ctx_ = std::make_shared<Context>(model_, opts_); }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object wrap = AddonData::Get(env).contextCtor.New({});
+    ContextWrap::Unwrap(wrap)->ctx = ctx_;
+    return wrap;
+  }
+
+ private:
+  std::shared_ptr<Model> model_;
+  ContextOptions opts_;
+  std::shared_ptr<Context> ctx_;
+};
+
+}  // namespace
+
+// ------------------------------------------------------------------ NativeModel
+
+Napi::Function ModelWrap::Define(Napi::Env env) {
+  return DefineClass(env, "NativeModel", {
+      InstanceMethod("createContext", &ModelWrap::CreateContext),
+      InstanceMethod("dispose", &ModelWrap::Dispose),
+      InstanceMethod("info", &ModelWrap::Info),
+  });
+}
+
+ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {}
+
+std::shared_ptr<Model> ModelWrap::Get(Napi::Env env) {
+  if (!model) throw MakeError(env, "DISPOSED", "the model has been disposed");
+  return model;
+}
+
+Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
+  model.reset();  // memory goes when the last context and in-flight call let go of it
+  return info.Env().Undefined();
+}
+
+Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
+  std::shared_ptr<Model> m = Get(info.Env());
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("weightBytes", static_cast<double>(m->weight_bytes));
+  o.Set("device", ggml_backend_dev_name(m->device));
+  return o;
+}
+
+Napi::Value ModelWrap::CreateContext(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<Model> m = Get(env);
+  Napi::Object o = info[0].As<Napi::Object>();
+  ContextOptions opts;
+  opts.n_ctx_emb = static_cast<int>(Num(o, "contextEmbedding"));
+  opts.n_ctx_llm = static_cast<int>(Num(o, "contextLlm"));
+  opts.n_batch = static_cast<int>(Num(o, "batchSize"));
+  opts.threads = static_cast<int>(Num(o, "threads"));
+  opts.flash_attn = o.Get("flashAttention").ToBoolean();
+  const std::string kv = o.Get("kvType").ToString();
+  if (kv == "f32") opts.kv_type = KvType::F32;
+  else if (kv == "f16") opts.kv_type = KvType::F16;
+  else if (kv == "q8_0") opts.kv_type = KvType::Q8_0;
+  else throw MakeError(env, "INVALID_ARGUMENT", "kvType must be f32, f16 or q8_0");
+  auto* w = new CreateContextWorker(env, m, opts);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+// ------------------------------------------------------------------ NativeContext
+
+Napi::Function ContextWrap::Define(Napi::Env env) {
+  return DefineClass(env, "NativeContext", {
+      InstanceMethod("vision", &ContextWrap::Vision),
+      InstanceMethod("shuffleProject", &ContextWrap::ShuffleProject),
+      InstanceMethod("embed", &ContextWrap::Embed),
+      InstanceMethod("llm", &ContextWrap::Llm),
+      InstanceMethod("nPast", &ContextWrap::NPast),
+      InstanceMethod("truncate", &ContextWrap::Truncate),
+      InstanceMethod("dispose", &ContextWrap::Dispose),
+  });
+}
+
+ContextWrap::ContextWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ContextWrap>(info) {}
+
+std::shared_ptr<Context> ContextWrap::Get(Napi::Env env) {
+  if (!ctx) throw MakeError(env, "DISPOSED", "the context has been disposed");
+  return ctx;
+}
+
+Napi::Value ContextWrap::Dispose(const Napi::CallbackInfo& info) {
+  ctx.reset();
+  return info.Env().Undefined();
+}
+
+Napi::Value ContextWrap::NPast(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), Get(info.Env())->n_past(info[0].ToString().Utf8Value() == "llm"));
+}
+
+Napi::Value ContextWrap::Truncate(const Napi::CallbackInfo& info) {
+  std::shared_ptr<Context> c = Get(info.Env());
+  std::unique_lock<std::mutex> lock(c->busy, std::try_to_lock);
+  if (!lock.owns_lock()) throw MakeError(info.Env(), "BUSY", "cannot truncate while the context is computing");
+  try {
+    c->Truncate(info[0].ToString().Utf8Value() == "llm", static_cast<int>(info[1].As<Napi::Number>().Int32Value()));
+  } catch (const Error& e) {
+    throw MakeError(info.Env(), e.code(), e.what());
+  }
+  return info.Env().Undefined();
+}
+
+static Napi::Value Queue(Napi::Env env, std::shared_ptr<Context> c, std::function<std::vector<float>(Context&)> fn) {
+  auto* w = new ComputeWorker(env, std::move(c), std::move(fn));
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value ContextWrap::Vision(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto c = Get(env);
+  auto pixels = std::make_shared<std::vector<float>>(CopyFloats(info[0], "pixels"));
+  const int tiles = info[1].As<Napi::Number>().Int32Value();
+  const bool project = info[2].ToBoolean();
+  return Queue(env, c, [pixels, tiles, project](Context& ctx) { return ctx.Vision(pixels->data(), tiles, project); });
+}
+
+Napi::Value ContextWrap::ShuffleProject(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto c = Get(env);
+  auto rows = std::make_shared<std::vector<float>>(CopyFloats(info[0], "rows"));
+  const int tiles = info[1].As<Napi::Number>().Int32Value();
+  return Queue(env, c, [rows, tiles](Context& ctx) { return ctx.ShuffleProject(rows->data(), tiles); });
+}
+
+Napi::Value ContextWrap::Embed(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto c = Get(env);
+  auto ids = std::make_shared<std::vector<int32_t>>(CopyInts(info[0], "ids"));
+  auto img = std::make_shared<std::vector<float>>();
+  if (info.Length() > 1 && !info[1].IsNull() && !info[1].IsUndefined()) *img = CopyFloats(info[1], "imageRows");
+  return Queue(env, c, [ids, img](Context& ctx) {
+    const int H = ctx.hidden();
+    if (img->size() % H != 0) throw Error("INVALID_ARGUMENT", "image rows must be a multiple of the hidden size");
+    return ctx.Embed(ids->data(), static_cast<int>(ids->size()), img->empty() ? nullptr : img->data(),
+                     static_cast<int>(img->size() / H));
+  });
+}
+
+Napi::Value ContextWrap::Llm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto c = Get(env);
+  auto rows = std::make_shared<std::vector<float>>(CopyFloats(info[0], "rows"));
+  auto out = std::make_shared<std::vector<int32_t>>();
+  if (info.Length() > 1 && !info[1].IsNull() && !info[1].IsUndefined()) *out = CopyInts(info[1], "outputRows");
+  return Queue(env, c, [rows, out](Context& ctx) {
+    const int H = ctx.hidden();
+    if (rows->size() % H != 0) throw Error("INVALID_ARGUMENT", "rows must be a multiple of the hidden size");
+    return ctx.Llm(rows->data(), static_cast<int>(rows->size() / H), *out);
+  });
+}
+
+// ------------------------------------------------------------------ loadModel
+
+Napi::Value LoadModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsObject()) {
+    throw MakeError(env, "INVALID_ARGUMENT", "loadModel(path, spec, onProgress?)");
+  }
+  Napi::Object spec = info[1].As<Napi::Object>();
+  HParams hp;
+  std::vector<TensorSpec> specs;
+  LoadOptions opts;
+  try {
+    hp = ParseHParams(spec.Get("hparams").As<Napi::Object>());
+    Napi::Array tensors = spec.Get("tensors").As<Napi::Array>();
+    for (uint32_t i = 0; i < tensors.Length(); ++i) {
+      Napi::Object t = tensors.Get(i).As<Napi::Object>();
+      TensorSpec s;
+      s.name = t.Get("name").ToString();
+      s.role = t.Get("role").ToString();
+      s.block = t.Get("block").IsNumber() ? t.Get("block").As<Napi::Number>().Int32Value() : -1;
+      Napi::Array dims = t.Get("dims").As<Napi::Array>();
+      if (dims.Length() < 1 || dims.Length() > GGML_MAX_DIMS) throw MakeError(env, "INVALID_ARGUMENT", "bad dims for " + s.name);
+      for (uint32_t d = 0; d < dims.Length(); ++d) s.dims.push_back(static_cast<int64_t>(dims.Get(d).As<Napi::Number>().DoubleValue()));
+      specs.push_back(std::move(s));
+    }
+    opts.device = spec.Get("device").ToString();
+    opts.mmap = spec.Get("mmap").ToBoolean();
+  } catch (const Napi::Error&) {
+    throw;
+  }
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  Napi::Function onProgress = info.Length() > 2 && info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function();
+  auto* w = new LoadWorker(env, info[0].As<Napi::String>(), hp, std::move(specs), opts, cancel, onProgress);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("promise", w->Promise());
+  result.Set("cancel", Napi::Function::New(env, [cancel](const Napi::CallbackInfo& i) {
+    cancel->store(true);
+    return i.Env().Undefined();
+  }));
+  w->Queue();
+  return result;
+}
+
+void RegisterModelClasses(Napi::Env env, Napi::Object exports) {
+  AddonData& data = AddonData::Get(env);
+  Napi::Function model = ModelWrap::Define(env);
+  Napi::Function context = ContextWrap::Define(env);
+  data.modelCtor = Napi::Persistent(model);
+  data.contextCtor = Napi::Persistent(context);
+  exports.Set("loadModel", Napi::Function::New(env, LoadModel, "loadModel"));
+}
+
+}  // namespace hovle

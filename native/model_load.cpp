@@ -1,0 +1,196 @@
+// GGUF -> Model: every tensor the JS side expects is checked (present, dims, inside the file)
+// before any weight memory is touched; then the weights are mapped (CPU, mmap) or copied into
+// the device's buffer.
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "errors.h"
+#include "ggml-cpu.h"
+#include "gguf.h"
+#include "model.h"
+
+#ifndef _WIN32
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
+
+namespace hovle {
+namespace {
+
+void CheckSegment(const SegmentHParams& s, const char* what) {
+  auto bad = [&](const std::string& m) { throw Error("GGUF_INVALID", std::string(what) + ": " + m); };
+  if (s.n_layer <= 0 || s.n_embd <= 0 || s.n_ff <= 0 || s.n_head <= 0 || s.n_head_kv <= 0) bad("non-positive size");
+  if (s.n_embd % s.n_head != 0) bad("hidden size not divisible by heads");
+  if (s.n_head % s.n_head_kv != 0) bad("heads not divisible by KV heads");
+  if (s.head_dim() % 2 != 0) bad("odd head dimension");
+  if (!(s.eps > 0) || !(s.rope_base > 0) || !(s.rope_factor > 0)) bad("eps, RoPE base and factor must be positive");
+}
+
+struct FileCloser {
+  void operator()(FILE* f) const { if (f) std::fclose(f); }
+};
+
+}  // namespace
+
+Model::~Model() {
+  if (buffer_ != nullptr) ggml_backend_buffer_free(buffer_);
+  if (meta_ctx_ != nullptr) ggml_free(meta_ctx_);
+#ifndef _WIN32
+  if (mapping_ != nullptr) munmap(mapping_, mapping_size_);
+#endif
+}
+
+std::shared_ptr<Model> Model::Load(const std::string& path, const HParams& hp, const std::vector<TensorSpec>& specs,
+                                   const LoadOptions& opts, const std::function<void(double, double)>& progress,
+                                   const std::atomic<bool>& cancel) {
+  CheckSegment(hp.emb, "embedding module");
+  CheckSegment(hp.llm, "language model");
+  if (hp.emb.n_embd != hp.llm.n_embd) throw Error("GGUF_INVALID", "embedding and LLM hidden sizes differ");
+  if (hp.n_vocab <= 0 || hp.image_size <= 0 || hp.patch_size <= 0 || hp.image_size % hp.patch_size != 0) {
+    throw Error("GGUF_INVALID", "invalid vocabulary or image geometry");
+  }
+  if (hp.shuffle_factor() != 4 || hp.grid() % 2 != 0) {
+    throw Error("GGUF_INVALID", "only a 0.5 pixel-shuffle ratio on an even patch grid is supported");
+  }
+
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) throw Error("IO_ERROR", "cannot stat " + path);
+  const size_t file_size = static_cast<size_t>(st.st_size);
+
+  auto model = std::make_shared<Model>();
+  model->hp = hp;
+  model->opts = opts;
+  gguf_init_params gp{/*no_alloc=*/true, &model->meta_ctx_};
+  gguf_context* gguf = gguf_init_from_file(path.c_str(), gp);
+  if (gguf == nullptr) throw Error("GGUF_INVALID", "ggml could not parse " + path);
+  const size_t data_offset = gguf_get_data_offset(gguf);
+
+  model->layers.resize(hp.emb.n_layer + hp.llm.n_layer);
+  std::map<std::string, ggml_tensor**> global = {
+      {"token_embd", &model->tok_embd}, {"patch_embd", &model->patch_w}, {"patch_bias", &model->patch_b},
+      {"position_embd", &model->pos_embd}, {"output_norm", &model->out_norm}, {"output", &model->output},
+  };
+  std::vector<std::pair<ggml_tensor*, size_t>> used;  // tensor, file offset
+  try {
+    for (const TensorSpec& s : specs) {
+      const int64_t id = gguf_find_tensor(gguf, s.name.c_str());
+      if (id < 0) throw Error("GGUF_INVALID", path + ": tensor " + s.name + " is missing");
+      ggml_tensor* t = ggml_get_tensor(model->meta_ctx_, s.name.c_str());
+      for (int d = 0; d < GGML_MAX_DIMS; ++d) {
+        const int64_t want = d < static_cast<int>(s.dims.size()) ? s.dims[d] : 1;
+        if (t->ne[d] != want) {
+          throw Error("GGUF_INVALID", path + ": tensor " + s.name + " has the wrong shape for these hyperparameters");
+        }
+      }
+      const size_t off = data_offset + gguf_get_tensor_offset(gguf, id);
+      if (off > file_size || ggml_nbytes(t) > file_size - off) {
+        throw Error("GGUF_INVALID", path + ": tensor " + s.name + " runs past the end of the file (truncated?)");
+      }
+      ggml_tensor** slot = nullptr;
+      if (s.block < 0) {
+        if (s.role == "proj" || s.role == "proj_bias") {
+          const bool second = s.name.find("fc2") != std::string::npos;
+          slot = s.role == "proj" ? (second ? &model->fc2_w : &model->fc1_w) : (second ? &model->fc2_b : &model->fc1_b);
+        } else if (auto it = global.find(s.role); it != global.end()) {
+          slot = it->second;
+        }
+      } else if (s.block < static_cast<int>(model->layers.size())) {
+        LayerWeights& l = model->layers[s.block];
+        std::map<std::string, ggml_tensor**> per = {
+            {"attn_norm", &l.attn_norm}, {"attn_q", &l.wq}, {"attn_k", &l.wk}, {"attn_v", &l.wv},
+            {"attn_output", &l.wo}, {"ffn_norm", &l.ffn_norm}, {"ffn_gate", &l.ffn_gate}, {"ffn_up", &l.ffn_up},
+            {"ffn_down", &l.ffn_down},
+        };
+        if (auto it = per.find(s.role); it != per.end()) slot = it->second;
+      }
+      if (slot == nullptr) throw Error("GGUF_INVALID", "tensor " + s.name + " has an unknown role " + s.role);
+      if (*slot != nullptr) throw Error("GGUF_INVALID", "two tensors for role " + s.role + " of " + s.name);
+      // 1-D and embedding-like tensors are read through paths (add/mul/get_rows) that need
+      // float or well-known types; matmul weights may be any type the backend supports.
+      *slot = t;
+      used.emplace_back(t, off);
+    }
+    for (ggml_tensor* t : {model->tok_embd, model->patch_w, model->patch_b, model->pos_embd, model->fc1_w,
+                           model->fc1_b, model->fc2_w, model->fc2_b, model->out_norm, model->output}) {
+      if (t == nullptr) throw Error("GGUF_INVALID", path + ": a global tensor is missing from the tensor list");
+    }
+    for (const LayerWeights& l : model->layers) {
+      for (ggml_tensor* t : {l.attn_norm, l.wq, l.wk, l.wv, l.wo, l.ffn_norm, l.ffn_gate, l.ffn_up, l.ffn_down}) {
+        if (t == nullptr) throw Error("GGUF_INVALID", path + ": a layer tensor is missing from the tensor list");
+      }
+    }
+    for (ggml_tensor* t : {model->patch_b, model->pos_embd, model->fc1_b, model->fc2_b, model->out_norm}) {
+      if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16) {
+        throw Error("GGUF_INVALID", std::string(t->name) + " must be f32 or f16, not " + ggml_type_name(t->type));
+      }
+    }
+  } catch (...) {
+    gguf_free(gguf);
+    throw;
+  }
+  gguf_free(gguf);
+
+  model->device = ggml_backend_dev_by_name(opts.device.c_str());
+  if (model->device == nullptr) throw Error("DEVICE_NOT_FOUND", "no ggml device named '" + opts.device + "'");
+  const bool on_cpu = ggml_backend_dev_type(model->device) == GGML_BACKEND_DEVICE_TYPE_CPU;
+
+  double total = 0;
+  for (const auto& u : used) total += static_cast<double>(ggml_nbytes(u.first));
+  model->weight_bytes = static_cast<size_t>(total);
+
+#ifndef _WIN32
+  if (on_cpu && opts.mmap) {
+    const int fd = open(path.c_str(), O_RDONLY);
+    if (fd < 0) throw Error("IO_ERROR", "cannot open " + path);
+    void* addr = mmap(nullptr, file_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (addr == MAP_FAILED) throw Error("IO_ERROR", "cannot mmap " + path);
+    model->mapping_ = addr;
+    model->mapping_size_ = file_size;
+    auto* base = static_cast<uint8_t*>(addr);
+    model->buffer_ = ggml_backend_cpu_buffer_from_ptr(base + data_offset, file_size - data_offset);
+    if (model->buffer_ == nullptr) throw Error("OUT_OF_MEMORY", "cannot wrap the mapped file in a ggml buffer");
+    ggml_backend_buffer_set_usage(model->buffer_, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+    for (const auto& [t, off] : used) {
+      // PROT_READ mapping: ggml only reads weights, never writes them.
+      if (ggml_backend_tensor_alloc(model->buffer_, t, base + off) != GGML_STATUS_SUCCESS) {
+        throw Error("INTERNAL", std::string("cannot place ") + t->name);
+      }
+    }
+    progress(total, total);
+    return model;
+  }
+#endif
+
+  ggml_backend_buffer_type_t buft = ggml_backend_dev_buffer_type(model->device);
+  model->buffer_ = ggml_backend_alloc_ctx_tensors_from_buft(model->meta_ctx_, buft);
+  if (model->buffer_ == nullptr) {
+    throw Error("OUT_OF_DEVICE_MEMORY", "cannot allocate " + std::to_string(static_cast<long long>(total / 1048576)) +
+                                            " MiB of weights on " + opts.device);
+  }
+  ggml_backend_buffer_set_usage(model->buffer_, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+  std::unique_ptr<FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
+  if (!f) throw Error("IO_ERROR", "cannot open " + path);
+  std::vector<uint8_t> staging;
+  double done = 0;
+  for (const auto& [t, off] : used) {
+    if (cancel.load()) throw Error("ABORTED", "model loading was aborted");
+    const size_t n = ggml_nbytes(t);
+    staging.resize(n);
+    if (std::fseek(f.get(), static_cast<long>(off), SEEK_SET) != 0 || std::fread(staging.data(), 1, n, f.get()) != n) {
+      throw Error("IO_ERROR", std::string("cannot read ") + t->name + " from " + path);
+    }
+    ggml_backend_tensor_set(t, staging.data(), 0, n);
+    done += static_cast<double>(n);
+    progress(done, total);
+  }
+  return model;
+}
+
+}  // namespace hovle

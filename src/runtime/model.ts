@@ -1,0 +1,329 @@
+// Low-level runtime: load a HoVLE GGUF, create contexts (KV caches), evaluate token sequences
+// with images. The generation API (sessions, sampling, chat) is built on this.
+import { HovleError } from '../errors.js';
+import { readGguf } from '../gguf/reader.js';
+import type { HovleHParams } from '../model/hparams.js';
+import { hparamsFromMetadata } from '../model/metadata.js';
+import { concreteTensors } from '../model/schema.js';
+import type { NativeContext, NativeModel } from '../native/addon.js';
+import { loadAddon } from '../native/load.js';
+import { availableParallelism } from 'node:os';
+
+export type Backend = 'cpu' | 'vulkan' | 'cuda' | 'metal';
+
+export interface LoadModelOptions {
+  /** Where the weights go: a backend (its first device) or a ggml device name ("Vulkan0"). Default cpu. */
+  backend?: Backend;
+  device?: string;
+  /** Map the file instead of reading it (CPU only). Default true. */
+  mmap?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (fraction: number) => void;
+}
+
+export interface ContextOptions {
+  /** Positions the language model's KV cache holds. Default 4096. */
+  contextSize?: number;
+  /** Positions for the embedding module's cache; defaults to contextSize ("pre") or 4x it ("post"). */
+  embeddingContextSize?: number;
+  /** KV cache element type. Default f16; f32 matches the reference most closely. */
+  kvType?: 'f32' | 'f16' | 'q8_0';
+  /** Fused attention kernel; required for a q8_0 cache. Default false. */
+  flashAttention?: boolean;
+  /** Micro-batch size for prefill. Default 512. */
+  batchSize?: number;
+  /** CPU threads. Default: all cores. */
+  threads?: number;
+}
+
+const BACKEND_DEVICE_PREFIX: Record<Backend, string> = { cpu: 'CPU', vulkan: 'Vulkan', cuda: 'CUDA', metal: 'MTL' };
+
+export interface TokenInfo {
+  imageContextId: number;
+  bosId: number;
+  eotId: number;
+  tokens: string[];
+}
+
+export class HovleModel {
+  private native: NativeModel | undefined;
+
+  private constructor(
+    native: NativeModel,
+    readonly path: string,
+    readonly hparams: HovleHParams,
+    readonly vocab: TokenInfo,
+    readonly device: string,
+  ) {
+    this.native = native;
+  }
+
+  static async load(path: string, options: LoadModelOptions = {}): Promise<HovleModel> {
+    const file = await readGguf(path);
+    const hparams = hparamsFromMetadata(file.metadata, path);
+    const tokens = file.metadata.get('tokenizer.ggml.tokens');
+    if (!tokens || tokens.type !== 'arr_string' || tokens.value.length !== hparams.vocabSize) {
+      throw new HovleError('GGUF_INVALID', `${path}: tokenizer.ggml.tokens must list ${hparams.vocabSize} tokens`);
+    }
+    const ctxToken = file.metadata.get('hovle.image.context_token');
+    const imageContextId = tokens.value.indexOf(ctxToken?.type === 'string' ? ctxToken.value : '<IMG_CONTEXT>');
+    if (imageContextId < 0) throw new HovleError('GGUF_INVALID', `${path}: the vocabulary has no image-context token`);
+    const id = (key: string) => {
+      const v = file.metadata.get(key);
+      if (!v || v.type !== 'u32') throw new HovleError('GGUF_INVALID', `${path}: ${key} is missing`);
+      return v.value;
+    };
+    const vocab: TokenInfo = { imageContextId, bosId: id('tokenizer.ggml.bos_token_id'), eotId: id('tokenizer.ggml.eot_token_id'), tokens: tokens.value };
+
+    const { addon } = loadAddon();
+    const device = options.device ?? (await pickDevice(options.backend ?? 'cpu'));
+    const spec = {
+      hparams: { ...hparams, imageContextId },
+      tensors: concreteTensors(hparams).map((t) => ({ name: t.gguf, role: t.def.role, block: t.block ?? -1, dims: t.dims })),
+      device,
+      mmap: options.mmap ?? true,
+    };
+    if (options.signal?.aborted) throw new HovleError('ABORTED', 'model loading was aborted');
+    const task = addon.loadModel(path, spec, options.onProgress ? (d, t) => options.onProgress!(t > 0 ? d / t : 1) : undefined);
+    const onAbort = () => task.cancel();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const native = await task.promise;
+      if (options.signal?.aborted) {
+        native.dispose();
+        throw new HovleError('ABORTED', 'model loading was aborted');
+      }
+      return new HovleModel(native, path, hparams, vocab, device);
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** @internal */
+  nativeModel(): NativeModel {
+    if (!this.native) throw new HovleError('DISPOSED', 'the model has been disposed');
+    return this.native;
+  }
+
+  async createContext(options: ContextOptions = {}): Promise<ModelContext> {
+    const contextSize = options.contextSize ?? 4096;
+    const post = this.hparams.vision.pixelShuffleLoc === 'post';
+    const embeddingContextSize = options.embeddingContextSize ?? (post ? contextSize * 4 : contextSize);
+    for (const [k, v] of Object.entries({ contextSize, embeddingContextSize, batchSize: options.batchSize ?? 512 })) {
+      if (!Number.isInteger(v) || v < 1) throw new HovleError('INVALID_ARGUMENT', `${k} must be a positive integer`);
+    }
+    const native = await this.nativeModel().createContext({
+      contextEmbedding: embeddingContextSize,
+      contextLlm: contextSize,
+      batchSize: options.batchSize ?? 512,
+      threads: options.threads ?? availableParallelism(),
+      flashAttention: options.flashAttention ?? false,
+      kvType: options.kvType ?? 'f16',
+    });
+    return new ModelContext(this, native, contextSize, embeddingContextSize);
+  }
+
+  dispose(): void {
+    this.native?.dispose();
+    this.native = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+async function pickDevice(backend: Backend): Promise<string> {
+  const prefix = BACKEND_DEVICE_PREFIX[backend];
+  if (!prefix) throw new HovleError('INVALID_ARGUMENT', `backend must be one of ${Object.keys(BACKEND_DEVICE_PREFIX).join(', ')}`);
+  const raw = await loadAddon().addon.systemInfo();
+  const dev = raw.devices.find((d) => d.name.startsWith(prefix));
+  if (!dev) {
+    throw new HovleError('DEVICE_NOT_FOUND', `no ${backend} device in this build (devices: ${raw.devices.map((d) => d.name).join(', ')})`);
+  }
+  return dev.name;
+}
+
+/** Pixel data of one image: `tiles` tiles of 3 x size x size floats, normalised (CHW, tile-major). */
+export interface PixelTiles {
+  data: Float32Array;
+  tiles: number;
+}
+
+export interface EvaluateOptions {
+  /** Which positions' logits to return: all (default), the last one, or a list. */
+  logits?: 'all' | 'last' | number[];
+  /** Also return the embedding module's output (its positions: the HD sequence in post mode). */
+  hidden?: boolean;
+}
+
+export interface EvaluateResult {
+  /** [positions.length][vocab], row-major. */
+  logits: Float32Array;
+  positions: number[];
+  vocabSize: number;
+  /** [n][hidden]; n = ids.length ("pre") or the HD sequence length ("post"). */
+  hidden?: Float32Array;
+  /** "post" mode: the embedding module's (HD) sequence derived from the ids. */
+  hdIds?: Int32Array;
+}
+
+/** A KV-cache-holding context. Calls run one at a time (queued). */
+export class ModelContext {
+  private native: NativeContext | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly model: HovleModel, native: NativeContext, readonly contextSize: number, readonly embeddingContextSize: number) {
+    this.native = native;
+  }
+
+  private ctx(): NativeContext {
+    if (!this.native) throw new HovleError('DISPOSED', 'the context has been disposed');
+    return this.native;
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Positions cached so far in each segment. */
+  get cached(): { embedding: number; llm: number } {
+    const c = this.ctx();
+    return { embedding: c.nPast('embedding'), llm: c.nPast('llm') };
+  }
+
+  /** Forgets everything after the first `llm` / `embedding` positions. */
+  rewind(llm: number, embedding = llm): Promise<void> {
+    return this.serial(async () => {
+      const c = this.ctx();
+      c.truncate('llm', llm);
+      c.truncate('embedding', embedding);
+    });
+  }
+
+  /**
+   * Appends `ids` (with every image's <IMG_CONTEXT> run already expanded, 256 per tile) and the
+   * images' pixels to the cache, and returns the requested logits.
+   */
+  evaluate(ids: ArrayLike<number>, images: readonly PixelTiles[] = [], options: EvaluateOptions = {}): Promise<EvaluateResult> {
+    return this.serial(() => this.evaluateNow(Int32Array.from(ids), images, options));
+  }
+
+  private async evaluateNow(ids: Int32Array, images: readonly PixelTiles[], options: EvaluateOptions): Promise<EvaluateResult> {
+    const c = this.ctx();
+    const hp = this.model.hparams;
+    const H = hp.llm.embeddingLength;
+    const V = hp.vocabSize;
+    const ctxId = this.model.vocab.imageContextId;
+    const side = hp.vision.imageSize;
+    const tileFloats = hp.vision.numChannels * side * side;
+    const perTile = (hp.vision.imageSize / hp.vision.patchSize) ** 2 * hp.vision.downsampleRatio ** 2;
+    const patches = (hp.vision.imageSize / hp.vision.patchSize) ** 2;
+    if (ids.length === 0) throw new HovleError('INVALID_ARGUMENT', 'ids must not be empty');
+    for (const id of ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= V) throw new HovleError('INVALID_ARGUMENT', `token id ${id} is outside the vocabulary (0..${V - 1})`);
+    }
+    let tiles = 0;
+    for (const img of images) {
+      if (!(img.data instanceof Float32Array) || !Number.isInteger(img.tiles) || img.tiles < 1 || img.data.length !== img.tiles * tileFloats) {
+        throw new HovleError('INVALID_ARGUMENT', `each image needs tiles x 3 x ${side} x ${side} floats`);
+      }
+      tiles += img.tiles;
+    }
+    const nCtxTokens = ids.reduce((n, id) => n + (id === ctxId ? 1 : 0), 0);
+    if (nCtxTokens !== tiles * perTile) {
+      throw new HovleError('INVALID_ARGUMENT', `${nCtxTokens} <IMG_CONTEXT> tokens, but the images have ${tiles} tiles (${tiles * perTile} expected)`);
+    }
+    const positions = options.logits === 'last' ? [ids.length - 1] : Array.isArray(options.logits) ? [...options.logits] : [...ids.keys()];
+    positions.forEach((p, i) => {
+      if (!Number.isInteger(p) || p < 0 || p >= ids.length || (i > 0 && p <= positions[i - 1]!)) {
+        throw new HovleError('INVALID_ARGUMENT', 'logit positions must be increasing indices into ids');
+      }
+    });
+    const post = hp.vision.pixelShuffleLoc === 'post' && tiles > 0;
+    const embIds = post ? expandHd(ids, ctxId, perTile, patches) : ids;
+    const room = { llm: this.contextSize - c.nPast('llm'), embedding: this.embeddingContextSize - c.nPast('embedding') };
+    if (ids.length > room.llm || embIds.length > room.embedding) {
+      throw new HovleError('CONTEXT_FULL', `the input needs ${ids.length} positions (${embIds.length} in the embedding module), ` +
+        `but the context has ${room.llm} (${room.embedding}) left of ${this.contextSize} (${this.embeddingContextSize})`);
+    }
+
+    const pixels = concatFloats(images.map((i) => i.data));
+    const imageRows = tiles > 0 ? await c.vision(pixels, tiles, !post) : null;
+    const hidden = await c.embed(embIds, imageRows);
+    let llmIn = hidden;
+    if (post) {
+      // Image rows of the HD output, pixel-shuffled and projected per tile; text rows copied.
+      const imgHd = new Float32Array(tiles * patches * H);
+      let k = 0;
+      for (let i = 0; i < embIds.length; i++) if (embIds[i] === ctxId) imgHd.set(hidden.subarray(i * H, (i + 1) * H), H * k++);
+      const proj = await c.shuffleProject(imgHd, tiles);
+      llmIn = new Float32Array(ids.length * H);
+      let hd = 0;
+      let p = 0;
+      for (let i = 0; i < ids.length; i++) {
+        if (ids[i] === ctxId) {
+          llmIn.set(proj.subarray(p * H, (p + 1) * H), i * H);
+          p++;
+          hd++;
+          // Each tile's 256 LLM positions stand for 1024 HD positions.
+          if (p % perTile === 0) hd += patches - perTile;
+          continue;
+        }
+        llmIn.set(hidden.subarray(hd * H, (hd + 1) * H), i * H);
+        hd++;
+      }
+    }
+    const logits = await c.llm(llmIn, Int32Array.from(positions));
+    return {
+      logits,
+      positions,
+      vocabSize: V,
+      ...(options.hidden ? { hidden } : {}),
+      ...(post ? { hdIds: embIds } : {}),
+    };
+  }
+
+  dispose(): void {
+    this.native?.dispose();
+    this.native = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/** "post" mode: every run of <IMG_CONTEXT> (perTile per tile) becomes `patches` per tile. */
+export function expandHd(ids: Int32Array, ctxId: number, perTile: number, patches: number): Int32Array {
+  const out: number[] = [];
+  let run = 0;
+  const flush = () => {
+    if (run % perTile !== 0) throw new HovleError('INVALID_ARGUMENT', `a run of ${run} <IMG_CONTEXT> tokens is not a whole number of tiles`);
+    for (let i = 0; i < (run / perTile) * patches; i++) out.push(ctxId);
+    run = 0;
+  };
+  for (const id of ids) {
+    if (id === ctxId) {
+      run++;
+      continue;
+    }
+    if (run) flush();
+    out.push(id);
+  }
+  if (run) flush();
+  return Int32Array.from(out);
+}
+
+function concatFloats(parts: Float32Array[]): Float32Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}

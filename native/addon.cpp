@@ -8,6 +8,7 @@
 #include "ggml_log.h"
 #include "ggml_types.h"
 #include "gguf_inspect.h"
+#include "image.h"
 #include "model_binding.h"
 #include "reference_graph.h"
 #include "system_info.h"
@@ -25,6 +26,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ggmlTypes", Napi::Function::New(env, hovle::GgmlTypes, "ggmlTypes"));
   exports.Set("convertRows", Napi::Function::New(env, hovle::ConvertRows, "convertRows"));
   exports.Set("ggufInspect", Napi::Function::New(env, hovle::GgufInspect, "ggufInspect"));
+  exports.Set("preprocessImage", Napi::Function::New(env, hovle::PreprocessImage, "preprocessImage"));
+  exports.Set("imageInfo", Napi::Function::New(env, hovle::ImageInfo, "imageInfo"));
+  exports.Set("targetRatios", Napi::Function::New(env, hovle::TargetRatiosJs, "targetRatios"));
   hovle::RegisterModelClasses(env, exports);
   return exports;
 }

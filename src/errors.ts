@@ -29,6 +29,10 @@ export type HovleErrorCode =
   | 'BUSY'
   /** The input does not fit the context window. */
   | 'CONTEXT_FULL'
+  /** An image could not be read or decoded (truncated, corrupt, unsupported format). */
+  | 'IMAGE_INVALID'
+  /** An image exceeds the pixel or byte limit. */
+  | 'IMAGE_TOO_LARGE'
   | 'INTERNAL';
 
 export class HovleError extends Error {

@@ -14,3 +14,7 @@ export type { WriteProgress, WriteResult } from './convert/model-writer.js';
 export { readGguf } from './gguf/reader.js';
 export type { GgufFile, GgufTensorInfo } from './gguf/reader.js';
 export type { HovleHParams, SegmentHParams, VisionHParams } from './model/hparams.js';
+export { preprocessImage, candidateGrids } from './image/preprocess.js';
+export type { ImageInput, RawFrame, RawPixelFormat, PreprocessOptions, PreprocessedImage } from './image/preprocess.js';
+export { HovleModel, ModelContext } from './runtime/model.js';
+export type { Backend, LoadModelOptions, ContextOptions, EvaluateOptions, EvaluateResult, PixelTiles } from './runtime/model.js';

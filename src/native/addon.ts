@@ -13,6 +13,8 @@ export interface BuildInfo {
   buildType: string;
   platform: string;
   cudaArchitectures?: string;
+  /** libjpeg-turbo (matches PIL exactly) or stb_image. */
+  jpegDecoder: string;
 }
 
 export interface RawDevice {
@@ -40,7 +42,7 @@ export interface ReferenceGraphResult {
   shape: [number, number];
 }
 
-export interface NativeAddon extends NativeAddonConvert, NativeAddonRuntime {
+export interface NativeAddon extends NativeAddonConvert, NativeAddonRuntime, NativeAddonImage {
   /** JSON text of BuildInfo. */
   buildInfo: string;
   registerErrorClass(cls: new (code: never, message: string) => Error): void;
@@ -128,4 +130,34 @@ export interface NativeAddonRuntime {
     spec: NativeModelSpec,
     onProgress?: (done: number, total: number) => void,
   ): { promise: Promise<NativeModel>; cancel: () => void };
+}
+
+export interface NativeImageInput {
+  kind: 'encoded' | 'raw';
+  data: Uint8Array;
+  width?: number;
+  height?: number;
+  channels?: number;
+  stride?: number;
+  format?: string;
+}
+
+export interface NativePreprocessOptions {
+  minTiles: number;
+  maxTiles: number;
+  tileSize: number;
+  thumbnail: boolean;
+  exifOrientation: boolean;
+  maxPixels: number;
+  mean: Float32Array;
+  std: Float32Array;
+}
+
+export interface NativeAddonImage {
+  preprocessImage(
+    input: NativeImageInput,
+    options: NativePreprocessOptions,
+  ): Promise<{ grid: [number, number]; tiles: number; width: number; height: number; data: Float32Array }>;
+  imageInfo(): { jpegDecoder: string };
+  targetRatios(min: number, max: number): Array<[number, number]>;
 }

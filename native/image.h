@@ -1,0 +1,45 @@
+// The image pipeline: decode (or take a raw frame), InternVL dynamic tiling with PIL-exact
+// bicubic resampling, and normalisation to CHW float tiles, all off the JS thread.
+#pragma once
+
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace hovle {
+
+struct RgbImage {
+  int width = 0;
+  int height = 0;
+  std::vector<uint8_t> rgb;  // row-major, 3 bytes per pixel
+};
+
+struct DecodeOptions {
+  double max_pixels = 0;    // refuse larger images before decoding them
+  bool exif_orientation = false;
+};
+
+// Encoded bytes (JPEG, PNG, BMP, GIF first frame) -> RGB. Alpha is dropped, not composited,
+// as PIL's convert('RGB') does. Throws hovle::Error (IMAGE_INVALID, IMAGE_TOO_LARGE).
+RgbImage DecodeImage(const uint8_t* data, size_t size, const DecodeOptions& opts);
+
+// PIL's Image.resize(size, BICUBIC) on 8-bit RGB: separable, support widened when
+// downscaling, 22-bit fixed-point coefficients, rounding and clamping after each pass.
+RgbImage ResizeBicubic(const RgbImage& in, int out_w, int out_h);
+
+// InternVL's candidate grids: the set {(i, j) : min <= i*j <= max} in CPython's set iteration
+// order, then stably sorted by i*j, exactly as the reference builds it.
+std::vector<std::pair<int, int>> TargetRatios(int min_tiles, int max_tiles);
+
+// find_closest_aspect_ratio, tie rule included.
+std::pair<int, int> ChooseGrid(int width, int height, int min_tiles, int max_tiles, int tile_size);
+
+// preprocessImage(input, options): Promise<{ grid: [cols, rows], tiles, width, height, data }>
+Napi::Value PreprocessImage(const Napi::CallbackInfo& info);
+// imageInfo(): { jpegDecoder }; targetRatios(min, max): the candidate grids in order.
+Napi::Value ImageInfo(const Napi::CallbackInfo& info);
+Napi::Value TargetRatiosJs(const Napi::CallbackInfo& info);
+
+}  // namespace hovle

@@ -1,0 +1,215 @@
+// preprocessImage(): the input descriptor is copied on the JS thread (the facade has already
+// validated it); decoding, tiling and normalisation run on a worker thread.
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "errors.h"
+#include "image.h"
+#include "promise_worker.h"
+
+namespace hovle {
+
+const char* JpegDecoderName();
+
+namespace {
+
+struct PreprocessOptions {
+  int min_tiles = 1;
+  int max_tiles = 12;
+  bool thumbnail = true;
+  int tile = 448;
+  float mean[3] = {0.485f, 0.456f, 0.406f};
+  float std[3] = {0.229f, 0.224f, 0.225f};
+  DecodeOptions decode;
+};
+
+struct RawFrame {
+  std::vector<uint8_t> data;
+  int width = 0, height = 0, channels = 3, stride = 0;
+  std::string format;
+};
+
+RgbImage RawToRgb(const RawFrame& f) {
+  RgbImage img;
+  img.width = f.width;
+  img.height = f.height;
+  img.rgb.resize(static_cast<size_t>(f.width) * f.height * 3);
+  const bool bgr = f.format == "bgr" || f.format == "bgra";
+  for (int y = 0; y < f.height; ++y) {
+    const uint8_t* row = f.data.data() + static_cast<size_t>(y) * f.stride;
+    uint8_t* out = &img.rgb[static_cast<size_t>(y) * f.width * 3];
+    for (int x = 0; x < f.width; ++x) {
+      const uint8_t* p = row + static_cast<size_t>(x) * f.channels;
+      if (f.channels == 1) {
+        out[x * 3] = out[x * 3 + 1] = out[x * 3 + 2] = p[0];
+      } else {
+        out[x * 3] = bgr ? p[2] : p[0];
+        out[x * 3 + 1] = p[1];
+        out[x * 3 + 2] = bgr ? p[0] : p[2];
+      }
+    }
+  }
+  return img;
+}
+
+class PreprocessWorker : public PromiseWorker {
+ public:
+  PreprocessWorker(Napi::Env env, std::vector<uint8_t> encoded, RawFrame raw, bool is_raw, PreprocessOptions opts)
+      : PromiseWorker(env, "hovle.preprocessImage"), encoded_(std::move(encoded)), raw_(std::move(raw)),
+        is_raw_(is_raw), opts_(opts) {}
+
+ protected:
+  void Run() override {
+    RgbImage img = is_raw_ ? RawToRgb(raw_) : DecodeImage(encoded_.data(), encoded_.size(), opts_.decode);
+    encoded_.clear();
+    encoded_.shrink_to_fit();
+    width_ = img.width;
+    height_ = img.height;
+    const int S = opts_.tile;
+    grid_ = ChooseGrid(img.width, img.height, opts_.min_tiles, opts_.max_tiles, S);
+    const int cols = grid_.first, rows = grid_.second;
+    const int blocks = cols * rows;
+    std::vector<RgbImage> tiles;
+    {
+      RgbImage resized = ResizeBicubic(img, S * cols, S * rows);
+      for (int b = 0; b < blocks; ++b) {
+        const int x0 = (b % cols) * S, y0 = (b / cols) * S;
+        RgbImage t;
+        t.width = t.height = S;
+        t.rgb.resize(static_cast<size_t>(S) * S * 3);
+        for (int y = 0; y < S; ++y) {
+          std::memcpy(&t.rgb[static_cast<size_t>(y) * S * 3], &resized.rgb[(static_cast<size_t>(y0 + y) * resized.width + x0) * 3], static_cast<size_t>(S) * 3);
+        }
+        tiles.push_back(std::move(t));
+      }
+    }
+    if (opts_.thumbnail && blocks != 1) tiles.push_back(ResizeBicubic(img, S, S));
+    n_tiles_ = static_cast<int>(tiles.size());
+    out_.resize(static_cast<size_t>(n_tiles_) * 3 * S * S);
+    // ToTensor (/255 in float32) then Normalize ((x - mean) / std in float32), as torchvision does.
+    for (int t = 0; t < n_tiles_; ++t) {
+      for (int c = 0; c < 3; ++c) {
+        float* dst = &out_[(static_cast<size_t>(t) * 3 + c) * S * S];
+        const uint8_t* src = tiles[t].rgb.data() + c;
+        for (size_t i = 0; i < static_cast<size_t>(S) * S; ++i) {
+          const float v = static_cast<float>(src[i * 3]) / 255.0f;
+          dst[i] = (v - opts_.mean[c]) / opts_.std[c];
+        }
+      }
+    }
+  }
+
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    Napi::Array grid = Napi::Array::New(env, 2);
+    grid.Set(0u, grid_.first);
+    grid.Set(1u, grid_.second);
+    o.Set("grid", grid);
+    o.Set("tiles", n_tiles_);
+    o.Set("width", width_);
+    o.Set("height", height_);
+    Napi::Float32Array data = Napi::Float32Array::New(env, out_.size());
+    std::memcpy(data.Data(), out_.data(), out_.size() * sizeof(float));
+    o.Set("data", data);
+    return o;
+  }
+
+ private:
+  std::vector<uint8_t> encoded_;
+  RawFrame raw_;
+  bool is_raw_;
+  PreprocessOptions opts_;
+  std::pair<int, int> grid_{1, 1};
+  int n_tiles_ = 0, width_ = 0, height_ = 0;
+  std::vector<float> out_;
+};
+
+int IntOpt(const Napi::Object& o, const char* key, int lo, int hi) {
+  Napi::Value v = o.Get(key);
+  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+  if (!(d >= lo && d <= hi) || std::floor(d) != d) {
+    throw MakeError(o.Env(), "INVALID_ARGUMENT", std::string(key) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+  return static_cast<int>(d);
+}
+
+}  // namespace
+
+Napi::Value PreprocessImage(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsObject()) {
+    throw MakeError(env, "INVALID_ARGUMENT", "preprocessImage(input, options)");
+  }
+  Napi::Object in = info[0].As<Napi::Object>();
+  Napi::Object o = info[1].As<Napi::Object>();
+  PreprocessOptions opts;
+  opts.min_tiles = IntOpt(o, "minTiles", 1, 256);
+  opts.max_tiles = IntOpt(o, "maxTiles", opts.min_tiles, 256);
+  opts.tile = IntOpt(o, "tileSize", 1, 4096);
+  opts.thumbnail = o.Get("thumbnail").ToBoolean();
+  opts.decode.exif_orientation = o.Get("exifOrientation").ToBoolean();
+  opts.decode.max_pixels = o.Get("maxPixels").As<Napi::Number>().DoubleValue();
+  Napi::Float32Array mean = o.Get("mean").As<Napi::Float32Array>();
+  Napi::Float32Array stdv = o.Get("std").As<Napi::Float32Array>();
+  if (mean.ElementLength() != 3 || stdv.ElementLength() != 3) throw MakeError(env, "INVALID_ARGUMENT", "mean and std need 3 values");
+  for (int c = 0; c < 3; ++c) {
+    opts.mean[c] = mean[c];
+    opts.std[c] = stdv[c];
+  }
+
+  const std::string kind = in.Get("kind").ToString();
+  std::vector<uint8_t> encoded;
+  RawFrame raw;
+  Napi::Value data = in.Get("data");
+  if (!data.IsTypedArray() || data.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    throw MakeError(env, "INVALID_ARGUMENT", "image data must be a Uint8Array or Buffer");
+  }
+  Napi::Uint8Array bytes = data.As<Napi::Uint8Array>();
+  if (kind == "raw") {
+    raw.width = IntOpt(in, "width", 1, 1 << 20);
+    raw.height = IntOpt(in, "height", 1, 1 << 20);
+    raw.channels = IntOpt(in, "channels", 1, 4);
+    raw.stride = IntOpt(in, "stride", 1, INT32_MAX);
+    raw.format = in.Get("format").ToString();
+    if (opts.decode.max_pixels > 0 && static_cast<double>(raw.width) * raw.height > opts.decode.max_pixels) {
+      throw MakeError(env, "IMAGE_TOO_LARGE", "the frame is " + std::to_string(raw.width) + "x" + std::to_string(raw.height) + ", over maxPixels");
+    }
+    const double need = static_cast<double>(raw.stride) * (raw.height - 1) + static_cast<double>(raw.width) * raw.channels;
+    if (raw.stride < raw.width * raw.channels || static_cast<double>(bytes.ByteLength()) < need) {
+      throw MakeError(env, "INVALID_ARGUMENT", "raw frame data is " + std::to_string(bytes.ByteLength()) + " bytes; " +
+                                                   std::to_string(static_cast<long long>(need)) + " needed");
+    }
+    raw.data.assign(bytes.Data(), bytes.Data() + static_cast<size_t>(need));
+  } else {
+    encoded.assign(bytes.Data(), bytes.Data() + bytes.ByteLength());
+  }
+  auto* w = new PreprocessWorker(env, std::move(encoded), std::move(raw), kind == "raw", opts);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value ImageInfo(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("jpegDecoder", JpegDecoderName());
+  return o;
+}
+
+Napi::Value TargetRatiosJs(const Napi::CallbackInfo& info) {
+  const int lo = info[0].As<Napi::Number>().Int32Value();
+  const int hi = info[1].As<Napi::Number>().Int32Value();
+  if (lo < 1 || hi < lo || hi > 256) throw MakeError(info.Env(), "INVALID_ARGUMENT", "1 <= min <= max <= 256");
+  auto r = TargetRatios(lo, hi);
+  Napi::Array a = Napi::Array::New(info.Env(), r.size());
+  for (size_t i = 0; i < r.size(); ++i) {
+    Napi::Array p = Napi::Array::New(info.Env(), 2);
+    p.Set(0u, r[i].first);
+    p.Set(1u, r[i].second);
+    a.Set(i, p);
+  }
+  return a;
+}
+
+}  // namespace hovle

@@ -1,0 +1,134 @@
+// Image inputs -> normalised tiles, as InternVL's load_image does. The input descriptor is
+// validated and copied here, on the JS thread (sharp's pattern); decoding, resizing and
+// normalisation run natively on a worker thread.
+import { readFile, stat } from 'node:fs/promises';
+
+import { HovleError } from '../errors.js';
+import { loadAddon } from '../native/load.js';
+import type { NativeImageInput } from '../native/addon.js';
+
+export type RawPixelFormat = 'rgb' | 'rgba' | 'bgr' | 'bgra' | 'gray';
+const CHANNELS: Record<RawPixelFormat, number> = { rgb: 3, rgba: 4, bgr: 3, bgra: 4, gray: 1 };
+
+/** A camera frame used as-is (no encode/decode round trip). */
+export interface RawFrame {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  format: RawPixelFormat;
+  /** Bytes per row (default width x channels). */
+  stride?: number;
+}
+
+/**
+ * A path, or `{ file }`, an encoded `{ buffer }` (JPEG, PNG, BMP, GIF first frame), or a
+ * `{ raw }` frame.
+ */
+export type ImageInput = string | { file: string } | { buffer: Uint8Array } | { raw: RawFrame };
+
+export interface PreprocessOptions {
+  minTiles?: number;
+  /** Default 12 (the published quick start), or the model's default when a model preprocesses. */
+  maxTiles?: number;
+  /** Append a whole-image thumbnail tile when there are several tiles. Default true. */
+  thumbnail?: boolean;
+  /** Apply the EXIF orientation of JPEGs (off by default, as in the reference). */
+  exifOrientation?: boolean;
+  /** Refuse images with more pixels (checked before decoding). Default 64 MP. */
+  maxPixels?: number;
+  /** Refuse encoded files larger than this. Default 256 MiB. */
+  maxBytes?: number;
+  tileSize?: number;
+  mean?: readonly [number, number, number];
+  std?: readonly [number, number, number];
+}
+
+export interface PreprocessedImage {
+  /** Tile grid [columns, rows] (the thumbnail is extra). */
+  grid: [number, number];
+  /** Tiles including the thumbnail. */
+  tiles: number;
+  /** Source size in pixels (after EXIF orientation). */
+  width: number;
+  height: number;
+  /** [tiles][3][tileSize][tileSize] normalised floats. */
+  data: Float32Array;
+  tileSize: number;
+  /** Milliseconds spent, file reading included. */
+  ms: number;
+}
+
+export const DEFAULT_MAX_PIXELS = 64_000_000;
+const DEFAULT_MAX_BYTES = 256 * 1024 * 1024;
+const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
+const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
+
+function positiveInt(v: unknown, name: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new HovleError('INVALID_ARGUMENT', `${name} must be a positive integer`);
+  return v;
+}
+
+async function describe(input: ImageInput, maxBytes: number): Promise<NativeImageInput> {
+  if (typeof input === 'string' || (typeof input === 'object' && input !== null && 'file' in input)) {
+    const path = typeof input === 'string' ? input : input.file;
+    if (typeof path !== 'string' || path.length === 0) throw new HovleError('INVALID_ARGUMENT', 'file must be a non-empty path');
+    let size: number;
+    try {
+      size = (await stat(path)).size;
+    } catch (err) {
+      throw new HovleError('IO_ERROR', `cannot read image ${path}: ${(err as Error).message}`, { cause: err });
+    }
+    if (size > maxBytes) throw new HovleError('IMAGE_TOO_LARGE', `${path} is ${size} bytes, over maxBytes ${maxBytes}`);
+    return { kind: 'encoded', data: await readFile(path) };
+  }
+  if (typeof input === 'object' && input !== null && 'buffer' in input) {
+    if (!(input.buffer instanceof Uint8Array)) throw new HovleError('INVALID_ARGUMENT', 'buffer must be a Buffer or Uint8Array');
+    if (input.buffer.length > maxBytes) throw new HovleError('IMAGE_TOO_LARGE', `the image buffer is over maxBytes ${maxBytes}`);
+    if (input.buffer.length === 0) throw new HovleError('IMAGE_INVALID', 'the image buffer is empty');
+    return { kind: 'encoded', data: input.buffer };
+  }
+  if (typeof input === 'object' && input !== null && 'raw' in input) {
+    const r = input.raw;
+    if (!r || !(r.data instanceof Uint8Array)) throw new HovleError('INVALID_ARGUMENT', 'raw.data must be a Buffer or Uint8Array');
+    const channels = CHANNELS[r.format];
+    if (!channels) throw new HovleError('INVALID_ARGUMENT', `raw.format must be one of ${Object.keys(CHANNELS).join(', ')}`);
+    const width = positiveInt(r.width, 'raw.width');
+    const height = positiveInt(r.height, 'raw.height');
+    const stride = r.stride === undefined ? width * channels : positiveInt(r.stride, 'raw.stride');
+    if (stride < width * channels) throw new HovleError('INVALID_ARGUMENT', `raw.stride ${stride} is less than width x channels (${width * channels})`);
+    const need = stride * (height - 1) + width * channels;
+    if (r.data.length < need) {
+      throw new HovleError('INVALID_ARGUMENT', `raw.data has ${r.data.length} bytes; a ${width}x${height} ${r.format} frame with stride ${stride} needs ${need}`);
+    }
+    return { kind: 'raw', data: r.data, width, height, channels, stride, format: r.format };
+  }
+  throw new HovleError('INVALID_ARGUMENT', 'image input must be a path, { file }, { buffer } or { raw }');
+}
+
+/** Decodes, tiles and normalises one image exactly as the reference preprocessing does. */
+export async function preprocessImage(input: ImageInput, options: PreprocessOptions = {}): Promise<PreprocessedImage> {
+  const started = performance.now();
+  const minTiles = positiveInt(options.minTiles ?? 1, 'minTiles');
+  const maxTiles = positiveInt(options.maxTiles ?? 12, 'maxTiles');
+  if (maxTiles < minTiles || maxTiles > 256) throw new HovleError('INVALID_ARGUMENT', 'need minTiles <= maxTiles <= 256');
+  const tileSize = positiveInt(options.tileSize ?? 448, 'tileSize');
+  const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
+  if (!(maxPixels > 0)) throw new HovleError('INVALID_ARGUMENT', 'maxPixels must be positive');
+  const native = await describe(input, options.maxBytes ?? DEFAULT_MAX_BYTES);
+  const r = await loadAddon().addon.preprocessImage(native, {
+    minTiles,
+    maxTiles,
+    tileSize,
+    thumbnail: options.thumbnail ?? true,
+    exifOrientation: options.exifOrientation ?? false,
+    maxPixels,
+    mean: Float32Array.from(options.mean ?? IMAGENET_MEAN),
+    std: Float32Array.from(options.std ?? IMAGENET_STD),
+  });
+  return { ...r, grid: [r.grid[0], r.grid[1]], tileSize, ms: performance.now() - started };
+}
+
+/** InternVL's candidate grids for these limits, in the reference's order. */
+export function candidateGrids(minTiles: number, maxTiles: number): Array<[number, number]> {
+  return loadAddon().addon.targetRatios(positiveInt(minTiles, 'minTiles'), positiveInt(maxTiles, 'maxTiles'));
+}

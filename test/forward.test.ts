@@ -1,14 +1,16 @@
 // The forward pass against the official PyTorch goldens (test/fixtures/*/golden, copied from the
-// shared fixtures). Pixel values are the golden preprocessed tensors until the image pipeline
-// lands. Tolerances are the fixtures README's for an F32 port.
-import { join } from 'node:path';
+// shared fixtures). Images go through the real image pipeline (test/fixtures/images); its
+// output equals the golden pixel tensors bit for bit (image.test.ts). Tolerances are the
+// fixtures README's for an F32 port.
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { convertCheckpoint } from '../src/convert/convert.js';
 import type { FileType } from '../src/convert/type-policy.js';
+import { preprocessImage } from '../src/image/preprocess.js';
 import { HovleModel, type ModelContext, type PixelTiles } from '../src/runtime/model.js';
 import { argmax, goldenCases, goldenF32, goldenI32, maxAbs, type GoldenCase, type Variant } from './helpers/golden.js';
-import { tempDir, TINY, TINY_BF16, TINY_POST } from './helpers/tmp.js';
+import { FIXTURES, tempDir, TINY, TINY_BF16, TINY_POST } from './helpers/tmp.js';
 
 const dir = tempDir('forward');
 const CHECKPOINTS: Record<Variant, string> = { 'hovle-tiny': TINY, 'hovle-tiny-bf16': TINY_BF16, 'hovle-tiny-post': TINY_POST };
@@ -28,15 +30,19 @@ afterAll(() => {
   for (const m of models.values()) m.dispose();
 });
 
-function images(variant: Variant, c: GoldenCase): PixelTiles[] {
-  const pv = c.files.pixel_values;
-  return pv ? [{ data: goldenF32(variant, c, 'pixel_values'), tiles: pv.shape[0]! }] : [];
+async function images(variant: Variant, c: GoldenCase): Promise<PixelTiles[]> {
+  if (!c.image) return [];
+  const r = await preprocessImage(join(FIXTURES, 'images', basename(c.image)), { maxTiles: c.maxTiles! });
+  return [{ data: r.data, tiles: r.tiles }];
 }
 
-/** README: logits <= 1e-3 below 1.5k positions, <= 3e-3 up to 4k; hidden <= 2e-4 (1e-3 long post) x max|golden|. */
+/**
+ * README: logits <= 1e-3 below 1.5k positions, <= 3e-3 up to 4k, <= 1e-2 for the 7- and
+ * 13-tile post cases; hidden <= 2e-4 (1e-3 for long post sequences) x max|golden|.
+ */
 function tolerances(c: GoldenCase): { logits: number; hidden: number } {
   const longest = Math.max(c.seqLen, c.hdSeqLen ?? 0);
-  return { logits: longest < 1500 ? 1e-3 : 3e-3, hidden: c.hdSeqLen && c.hdSeqLen > 1500 ? 1e-3 : 2e-4 };
+  return { logits: longest < 1500 ? 1e-3 : longest <= 4000 ? 3e-3 : 1e-2, hidden: c.hdSeqLen && c.hdSeqLen > 1500 ? 1e-3 : 2e-4 };
 }
 
 async function greedy(ctx: ModelContext, first: Float32Array, vocab: number, n: number, eos: number): Promise<number[]> {
@@ -59,15 +65,17 @@ for (const variant of ['hovle-tiny', 'hovle-tiny-bf16', 'hovle-tiny-post'] as co
         const ids = goldenI32(variant, c, 'input_ids');
         const ctx = await m.createContext({ contextSize: ids.length + 32, embeddingContextSize: (c.hdSeqLen ?? ids.length) + 32, kvType: 'f32' });
         const rows = c.files.logits!.rows!;
-        const r = await ctx.evaluate(ids, images(variant, c), { logits: rows, hidden: true });
+        const r = await ctx.evaluate(ids, await images(variant, c), { logits: rows, hidden: true });
         const tol = tolerances(c);
 
-        const gh = goldenF32(variant, c, 'embed_hidden');
-        expect(r.hidden!.length).toBe(gh.length);
-        let dh = 0;
-        for (let i = 0; i < gh.length; i++) dh = Math.max(dh, Math.abs(gh[i]! - r.hidden![i]!));
-        expect(dh, 'embed_hidden').toBeLessThanOrEqual(tol.hidden * maxAbs(gh));
-        if (c.files.hd_input_ids && c.files.pixel_values) expect(Array.from(r.hdIds!)).toEqual(Array.from(goldenI32(variant, c, 'hd_input_ids')));
+        if (c.files.embed_hidden) {
+          const gh = goldenF32(variant, c, 'embed_hidden');
+          expect(r.hidden!.length).toBe(gh.length);
+          let dh = 0;
+          for (let i = 0; i < gh.length; i++) dh = Math.max(dh, Math.abs(gh[i]! - r.hidden![i]!));
+          expect(dh, 'embed_hidden').toBeLessThanOrEqual(tol.hidden * maxAbs(gh));
+        }
+        if (c.files.hd_input_ids && c.image) expect(Array.from(r.hdIds!)).toEqual(Array.from(goldenI32(variant, c, 'hd_input_ids')));
 
         const gl = goldenF32(variant, c, 'logits');
         let dl = 0;
@@ -89,7 +97,7 @@ describe('incremental decoding equals full recompute', () => {
       const m = await model(variant);
       const c = goldenCases(variant).find((x) => x.name === 'fjord_max1_en')!;
       const ids = Array.from(goldenI32(variant, c, 'input_ids'));
-      const imgs = images(variant, c);
+      const imgs = await images(variant, c);
       const ctx = await m.createContext({ contextSize: ids.length + 16, embeddingContextSize: (c.hdSeqLen ?? ids.length) + 16, kvType: 'f32' });
       const first = await ctx.evaluate(ids, imgs, { logits: 'last' });
       const incremental = await greedy(ctx, first.logits, m.hparams.vocabSize, 8, -1);
@@ -120,7 +128,7 @@ describe('faster settings, within documented tolerances', () => {
       const ids = goldenI32(variant, c, 'input_ids');
       const ref = goldenF32(variant, c, 'logits');
       const ctx = await m.createContext({ contextSize: ids.length + 32, ...opts });
-      const r = await ctx.evaluate(ids, images(variant, c), { logits: c.files.logits!.rows! });
+      const r = await ctx.evaluate(ids, await images(variant, c), { logits: c.files.logits!.rows! });
       let d = 0;
       let sum = 0;
       for (let i = 0; i < ref.length; i++) {

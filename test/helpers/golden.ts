@@ -10,6 +10,10 @@ export type Variant = 'hovle-tiny' | 'hovle-tiny-bf16' | 'hovle-tiny-post';
 
 export interface GoldenCase {
   name: string;
+  /** images/<file> relative to the variant folder in the shared fixtures; null for text-only. */
+  image: string | null;
+  maxTiles: number | null;
+  preprocess: { tile_grid_cols_rows: [number, number]; num_tiles: number; target_ratios_order: Array<[number, number]> } | null;
   seqLen: number;
   hdSeqLen: number | null;
   files: Record<string, { file: string; shape: number[]; rows?: number[] }>;

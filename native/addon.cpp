@@ -27,6 +27,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("convertRows", Napi::Function::New(env, hovle::ConvertRows, "convertRows"));
   exports.Set("ggufInspect", Napi::Function::New(env, hovle::GgufInspect, "ggufInspect"));
   exports.Set("preprocessImage", Napi::Function::New(env, hovle::PreprocessImage, "preprocessImage"));
+  exports.Set("decodeImage", Napi::Function::New(env, hovle::DecodeImageJs, "decodeImage"));
   exports.Set("imageInfo", Napi::Function::New(env, hovle::ImageInfo, "imageInfo"));
   exports.Set("targetRatios", Napi::Function::New(env, hovle::TargetRatiosJs, "targetRatios"));
   hovle::RegisterModelClasses(env, exports);

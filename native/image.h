@@ -40,6 +40,8 @@ std::pair<int, int> ChooseGrid(int width, int height, int min_tiles, int max_til
 Napi::Value PreprocessImage(const Napi::CallbackInfo& info);
 // imageInfo(): { jpegDecoder }; targetRatios(min, max): the candidate grids in order.
 Napi::Value ImageInfo(const Napi::CallbackInfo& info);
+// decodeImage(bytes, {maxPixels, exifOrientation}): Promise<{ width, height, data: RGB Buffer }>
+Napi::Value DecodeImageJs(const Napi::CallbackInfo& info);
 Napi::Value TargetRatiosJs(const Napi::CallbackInfo& info);
 
 }  // namespace hovle

@@ -126,6 +126,27 @@ class PreprocessWorker : public PromiseWorker {
   std::vector<float> out_;
 };
 
+class DecodeWorker : public PromiseWorker {
+ public:
+  DecodeWorker(Napi::Env env, std::vector<uint8_t> encoded, DecodeOptions opts)
+      : PromiseWorker(env, "hovle.decodeImage"), encoded_(std::move(encoded)), opts_(opts) {}
+
+ protected:
+  void Run() override { img_ = DecodeImage(encoded_.data(), encoded_.size(), opts_); }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("width", img_.width);
+    o.Set("height", img_.height);
+    o.Set("data", Napi::Buffer<uint8_t>::Copy(env, img_.rgb.data(), img_.rgb.size()));
+    return o;
+  }
+
+ private:
+  std::vector<uint8_t> encoded_;
+  DecodeOptions opts_;
+  RgbImage img_;
+};
+
 int IntOpt(const Napi::Object& o, const char* key, int lo, int hi) {
   Napi::Value v = o.Get(key);
   const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
@@ -186,6 +207,20 @@ Napi::Value PreprocessImage(const Napi::CallbackInfo& info) {
     encoded.assign(bytes.Data(), bytes.Data() + bytes.ByteLength());
   }
   auto* w = new PreprocessWorker(env, std::move(encoded), std::move(raw), kind == "raw", opts);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value DecodeImageJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsObject()) throw MakeError(env, "INVALID_ARGUMENT", "decodeImage(bytes, options)");
+  Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
+  Napi::Object o = info[1].As<Napi::Object>();
+  DecodeOptions opts;
+  opts.max_pixels = o.Get("maxPixels").As<Napi::Number>().DoubleValue();
+  opts.exif_orientation = o.Get("exifOrientation").ToBoolean();
+  auto* w = new DecodeWorker(env, std::vector<uint8_t>(bytes.Data(), bytes.Data() + bytes.ByteLength()), opts);
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;

@@ -3,6 +3,7 @@
 // Dimensions are read and checked against the caller's pixel limit before any decoding.
 #include <csetjmp>
 #include <cstdio>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -22,6 +23,7 @@
 
 #ifdef HOVLE_HAVE_LIBJPEG
 #include <jpeglib.h>
+#include <jerror.h>
 #endif
 
 namespace hovle {
@@ -36,6 +38,30 @@ void CheckSize(double w, double h, const DecodeOptions& opts) {
                                        std::to_string(static_cast<long long>(h)) + ", over the limit of " +
                                        std::to_string(static_cast<long long>(opts.max_pixels)) + " pixels (maxPixels)");
   }
+}
+
+// Header dimensions of PNG, GIF and BMP, read directly so that a decompression bomb is refused
+// by size even where stb would only say "unknown image type". False when not recognised.
+bool SniffSize(const uint8_t* d, size_t n, double* w, double* h) {
+  auto be32 = [&](size_t o) { return (static_cast<uint32_t>(d[o]) << 24) | (d[o + 1] << 16) | (d[o + 2] << 8) | d[o + 3]; };
+  auto le16 = [&](size_t o) { return static_cast<uint32_t>(d[o] | (d[o + 1] << 8)); };
+  auto le32 = [&](size_t o) { return static_cast<int32_t>(d[o] | (d[o + 1] << 8) | (d[o + 2] << 16) | (static_cast<uint32_t>(d[o + 3]) << 24)); };
+  if (n >= 24 && std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0) {
+    *w = be32(16);
+    *h = be32(20);
+    return true;
+  }
+  if (n >= 10 && std::memcmp(d, "GIF8", 4) == 0) {
+    *w = le16(6);
+    *h = le16(8);
+    return true;
+  }
+  if (n >= 26 && d[0] == 'B' && d[1] == 'M') {
+    *w = std::abs(static_cast<double>(le32(18)));
+    *h = std::abs(static_cast<double>(le32(22)));
+    return true;
+  }
+  return false;
 }
 
 // EXIF orientation (tag 0x0112 in IFD0 of a JPEG's APP1 "Exif" segment); 1 when absent.
@@ -115,7 +141,15 @@ void JpegErrorExit(j_common_ptr cinfo) {
   longjmp(err->jump, 1);
 }
 
-void JpegSilence(j_common_ptr, int) {}
+// libjpeg only warns when the data ends early and pads the image with grey; PIL refuses such
+// files ("image file is truncated"), so the truncation warning becomes an error here.
+void JpegWarning(j_common_ptr cinfo, int msg_level) {
+  if (msg_level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) {
+    auto* err = reinterpret_cast<JpegError*>(cinfo->err);
+    std::snprintf(err->message, sizeof(err->message), "the file is truncated");
+    longjmp(err->jump, 1);
+  }
+}
 
 // Returns false (and leaves `out` empty) for colour spaces PIL converts differently (CMYK).
 bool DecodeLibjpeg(const uint8_t* data, size_t size, const DecodeOptions& opts, RgbImage& out) {
@@ -123,7 +157,7 @@ bool DecodeLibjpeg(const uint8_t* data, size_t size, const DecodeOptions& opts, 
   JpegError err;
   cinfo.err = jpeg_std_error(&err.mgr);
   err.mgr.error_exit = JpegErrorExit;
-  err.mgr.emit_message = JpegSilence;
+  err.mgr.emit_message = JpegWarning;
   std::string failure;
   bool size_error = false;
   std::string size_message;
@@ -175,9 +209,14 @@ RgbImage DecodeImage(const uint8_t* data, size_t size, const DecodeOptions& opts
   if (IsJpeg(data, size)) done = DecodeLibjpeg(data, size, opts, img);
 #endif
   if (!done) {
+    double sw = 0, sh = 0;
+    if (SniffSize(data, size, &sw, &sh)) CheckSize(sw, sh, opts);
     int w = 0, h = 0, comp = 0;
     if (!stbi_info_from_memory(data, static_cast<int>(size), &w, &h, &comp)) {
-      throw Error("IMAGE_INVALID", std::string("not a decodable JPEG, PNG, BMP or GIF image (") + stbi_failure_reason() + ")");
+      const std::string why = stbi_failure_reason();
+      // stb refuses dimensions past its own limits while reading the header.
+      if (why == "too large") throw Error("IMAGE_TOO_LARGE", "the image header declares dimensions too large to decode");
+      throw Error("IMAGE_INVALID", "not a decodable JPEG, PNG, BMP or GIF image (" + why + ")");
     }
     CheckSize(w, h, opts);
     stbi_uc* px = stbi_load_from_memory(data, static_cast<int>(size), &w, &h, &comp, 3);

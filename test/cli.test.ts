@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -77,6 +78,49 @@ describe('hovle convert / quantize', () => {
     expect(r.stderr).toMatch(/config\.json.*CHECKPOINT_INVALID/s);
     expect(hovle(['convert', '--help'])).toMatchObject({ code: 0, stdout: expect.stringContaining('q4_k_m') });
     expect(hovle(['quantize', '--help'])).toMatchObject({ code: 0, stdout: expect.stringContaining('--allow-requantize') });
+  });
+});
+
+describe('hovle eval', () => {
+  const dir = tempDir('cli-eval');
+  const fixture = fileURLToPath(new URL('./fixtures/hovle-tiny/hf', import.meta.url));
+  const image = fileURLToPath(new URL('./fixtures/images/fjord.jpg', import.meta.url));
+
+  it('writes raw float32 logits and hidden states that match the golden case', async () => {
+    const { goldenCases, goldenF32, goldenI32 } = await import('./helpers/golden.js');
+    const c = goldenCases('hovle-tiny').find((x) => x.name === 'fjord_max1_en')!;
+    const model = join(dir, 'm.gguf');
+    expect(hovle(['convert', fixture, '-o', model, '--type', 'f32']).code).toBe(0);
+    const ids = join(dir, 'ids.json');
+    writeFileSync(ids, JSON.stringify(Array.from(goldenI32('hovle-tiny', c, 'input_ids'))));
+    const r = hovle(['eval', '--model', model, '--ids', ids, '--image', image, '--max-tiles', '1', '--logits', join(dir, 'l.f32'), '--hidden', join(dir, 'h.f32')]);
+    expect(r.code, r.stderr).toBe(0);
+    const logits = new Float32Array(readFileSync(join(dir, 'l.f32')).buffer.slice(0));
+    const hidden = new Float32Array(readFileSync(join(dir, 'h.f32')).buffer.slice(0));
+    expect(logits.length).toBe(398 * 1009);
+    expect(hidden.length).toBe(398 * 64);
+    const g = goldenF32('hovle-tiny', c, 'logits');
+    let d = 0;
+    for (let i = 0; i < g.length; i++) d = Math.max(d, Math.abs(g[i]! - logits[(398 - 8) * 1009 + i]!));
+    expect(d).toBeLessThan(1e-3);
+    const gh = goldenF32('hovle-tiny', c, 'embed_hidden');
+    let dh = 0;
+    for (let i = 0; i < gh.length; i++) dh = Math.max(dh, Math.abs(gh[i]! - hidden[i]!));
+    expect(dh).toBeLessThan(1e-4);
+  });
+
+  it('bad ids and image counts exit 1 with the reason; missing flags exit 2', () => {
+    const model = join(dir, 'm.gguf');
+    writeFileSync(join(dir, 'bad.json'), '{"not": "an array"}');
+    const bad = hovle(['eval', '--model', model, '--ids', join(dir, 'bad.json'), '--logits', join(dir, 'x.f32')]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/JSON array of integers/);
+    writeFileSync(join(dir, 'short.json'), '[1, 2, 3]');
+    const noCtx = hovle(['eval', '--model', model, '--ids', join(dir, 'short.json'), '--image', image, '--logits', join(dir, 'x.f32')]);
+    expect(noCtx.code).toBe(1);
+    expect(noCtx.stderr).toMatch(/IMG_CONTEXT/);
+    expect(hovle(['eval', '--model', model]).code).toBe(2);
+    expect(hovle(['eval', '--help'])).toMatchObject({ code: 0, stdout: expect.stringContaining('--max-tiles') });
   });
 });
 

@@ -6,10 +6,11 @@ import { HovleError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { EXIT, UsageError, type Command } from './command.js';
 import { convertCommand } from './convert.js';
+import { evalCommand } from './eval.js';
 import { infoCommand } from './info.js';
 import { quantizeCommand } from './quantize.js';
 
-const commands: Command[] = [infoCommand, convertCommand, quantizeCommand];
+const commands: Command[] = [infoCommand, convertCommand, quantizeCommand, evalCommand];
 
 function mainUsage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

@@ -132,3 +132,17 @@ export async function preprocessImage(input: ImageInput, options: PreprocessOpti
 export function candidateGrids(minTiles: number, maxTiles: number): Array<[number, number]> {
   return loadAddon().addon.targetRatios(positiveInt(minTiles, 'minTiles'), positiveInt(maxTiles, 'maxTiles'));
 }
+
+export interface DecodedImage {
+  width: number;
+  height: number;
+  /** RGB, 3 bytes per pixel, row-major (alpha dropped as PIL's convert('RGB') does). */
+  data: Buffer;
+}
+
+/** Decodes an encoded image (path, { file } or { buffer }) to RGB, with the same decoders and limits as preprocessImage. */
+export async function decodeImage(input: ImageInput, options: Pick<PreprocessOptions, 'maxPixels' | 'maxBytes' | 'exifOrientation'> = {}): Promise<DecodedImage> {
+  const native = await describe(input, options.maxBytes ?? DEFAULT_MAX_BYTES);
+  if (native.kind !== 'encoded') throw new HovleError('INVALID_ARGUMENT', 'decodeImage takes an encoded image, not a raw frame');
+  return loadAddon().addon.decodeImage(native.data, { maxPixels: options.maxPixels ?? DEFAULT_MAX_PIXELS, exifOrientation: options.exifOrientation ?? false });
+}

@@ -159,5 +159,6 @@ export interface NativeAddonImage {
     options: NativePreprocessOptions,
   ): Promise<{ grid: [number, number]; tiles: number; width: number; height: number; data: Float32Array }>;
   imageInfo(): { jpegDecoder: string };
+  decodeImage(bytes: Uint8Array, options: { maxPixels: number; exifOrientation: boolean }): Promise<{ width: number; height: number; data: Buffer }>;
   targetRatios(min: number, max: number): Array<[number, number]>;
 }

@@ -9,6 +9,8 @@ import type { NativeContext, NativeModel } from '../native/addon.js';
 import { loadAddon } from '../native/load.js';
 import { availableParallelism } from 'node:os';
 
+import { preprocessImage, type ImageInput, type PreprocessOptions } from '../image/preprocess.js';
+
 export type Backend = 'cpu' | 'vulkan' | 'cuda' | 'metal';
 
 export interface LoadModelOptions {
@@ -103,6 +105,24 @@ export class HovleModel {
   nativeModel(): NativeModel {
     if (!this.native) throw new HovleError('DISPOSED', 'the model has been disposed');
     return this.native;
+  }
+
+  /**
+   * Preprocesses an image with this model's settings (tile size, normalisation, thumbnail and
+   * tile limits from the GGUF unless overridden), ready for evaluate().
+   */
+  async preprocessImage(input: ImageInput, options: PreprocessOptions = {}): Promise<PixelTiles & { grid: [number, number]; ms: number }> {
+    const v = this.hparams.vision;
+    const r = await preprocessImage(input, {
+      minTiles: v.minTiles,
+      maxTiles: v.maxTiles,
+      thumbnail: v.useThumbnail,
+      tileSize: v.imageSize,
+      mean: v.imageMean,
+      std: v.imageStd,
+      ...options,
+    });
+    return { data: r.data, tiles: r.tiles, grid: r.grid, ms: r.ms };
   }
 
   async createContext(options: ContextOptions = {}): Promise<ModelContext> {

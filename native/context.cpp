@@ -39,6 +39,10 @@ Context::Context(std::shared_ptr<Model> model, const ContextOptions& opts) : mod
   if (opts_.n_ctx_emb <= 0 || opts_.n_ctx_llm <= 0 || opts_.n_batch <= 0) {
     throw Error("INVALID_ARGUMENT", "context sizes and batch size must be positive");
   }
+  // Off the CPU, attention always takes the flash-attention path: its cache reads are the
+  // strided views every ggml backend implements, while the classic path's strided matmul
+  // operands corrupt Mesa lavapipe's heap (scripts/probe-lavapipe-mulmat.sh).
+  if (ggml_backend_dev_type(model_->device) != GGML_BACKEND_DEVICE_TYPE_CPU) opts_.flash_attn = true;
   if (opts_.kv_type == KvType::Q8_0 && !opts_.flash_attn) {
     throw Error("INVALID_ARGUMENT", "a q8_0 KV cache needs flash attention (flashAttention: true)");
   }
@@ -66,11 +70,12 @@ Context::Context(std::shared_ptr<Model> model, const ContextOptions& opts) : mod
     Kv& kv = llm ? kv_llm_ : kv_emb_;
     const int n_ctx = llm ? opts_.n_ctx_llm : opts_.n_ctx_emb;
     for (int il = 0; il < s.n_layer; ++il) {
-      // K: [head_dim, n_ctx, kv_heads]. V: the same with flash attention, else transposed
-      // ([n_ctx, head_dim, kv_heads]) so attention multiplies contiguous rows.
-      kv.k.push_back(ggml_new_tensor_3d(kv_ctx_, kt, s.head_dim(), n_ctx, s.n_head_kv));
-      kv.v.push_back(opts_.flash_attn ? ggml_new_tensor_3d(kv_ctx_, kt, s.head_dim(), n_ctx, s.n_head_kv)
-                                      : ggml_new_tensor_3d(kv_ctx_, kt, n_ctx, s.head_dim(), s.n_head_kv));
+      // Token-major rows of head_dim * kv_heads, as llama.cpp lays its cache out: appending a
+      // batch is one contiguous copy. Without flash attention V is kept transposed
+      // ([n_ctx, head_dim * kv_heads]) so attention multiplies contiguous rows.
+      const int64_t row = static_cast<int64_t>(s.head_dim()) * s.n_head_kv;
+      kv.k.push_back(ggml_new_tensor_2d(kv_ctx_, kt, row, n_ctx));
+      kv.v.push_back(opts_.flash_attn ? ggml_new_tensor_2d(kv_ctx_, kt, row, n_ctx) : ggml_new_tensor_2d(kv_ctx_, kt, n_ctx, row));
     }
   }
   ggml_backend_buffer_type_t buft = ggml_backend_dev_buffer_type(model_->device);
@@ -129,33 +134,34 @@ ggml_tensor* Context::BuildAttention(ggml_context* ctx, ggml_tensor* x, const La
 
   ggml_tensor* kc = kv.k[layer];
   ggml_tensor* vc = kv.v[layer];
+  const int64_t row = static_cast<int64_t>(hd) * s.n_head_kv;
   // Append this batch to the cache. The copies are expanded into the graph before anything
   // reads the cache, so they run first.
-  ggml_tensor* kdst = ggml_view_3d(ctx, kc, hd, n_tokens, s.n_head_kv, kc->nb[1], kc->nb[2], n_past * kc->nb[1]);
-  ggml_build_forward_expand(gf, ggml_cpy(ctx, ggml_permute(ctx, k, 0, 2, 1, 3), kdst));
+  ggml_build_forward_expand(gf, ggml_cpy(ctx, ggml_reshape_2d(ctx, k, row, n_tokens),
+                                         ggml_view_2d(ctx, kc, row, n_tokens, kc->nb[1], n_past * kc->nb[1])));
   if (opts_.flash_attn) {
-    ggml_tensor* vdst = ggml_view_3d(ctx, vc, hd, n_tokens, s.n_head_kv, vc->nb[1], vc->nb[2], n_past * vc->nb[1]);
-    ggml_build_forward_expand(gf, ggml_cpy(ctx, ggml_permute(ctx, v, 0, 2, 1, 3), vdst));
+    ggml_build_forward_expand(gf, ggml_cpy(ctx, ggml_reshape_2d(ctx, v, row, n_tokens),
+                                           ggml_view_2d(ctx, vc, row, n_tokens, vc->nb[1], n_past * vc->nb[1])));
   } else {
-    ggml_tensor* vdst = ggml_view_3d(ctx, vc, n_tokens, hd, s.n_head_kv, vc->nb[1], vc->nb[2], n_past * vc->nb[0]);
-    ggml_build_forward_expand(gf, ggml_cpy(ctx, ggml_permute(ctx, v, 1, 2, 0, 3), vdst));
+    ggml_tensor* vdst = ggml_view_2d(ctx, vc, n_tokens, row, vc->nb[1], n_past * ggml_element_size(vc));
+    ggml_build_forward_expand(gf, ggml_cpy(ctx, ggml_transpose(ctx, ggml_reshape_2d(ctx, v, row, n_tokens)), vdst));
   }
 
   const int n_kv = n_past + n_tokens;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  ggml_tensor* kview = ggml_view_3d(ctx, kc, hd, n_kv, s.n_head_kv, kc->nb[1], kc->nb[2], 0);
+  // [hd, n_kv, kv_heads] views of the token-major cache.
+  ggml_tensor* kview = ggml_view_3d(ctx, kc, hd, n_kv, s.n_head_kv, kc->nb[1], ggml_row_size(kc->type, hd), 0);
   ggml_tensor* out;
   if (opts_.flash_attn) {
-    ggml_tensor* vview = ggml_view_3d(ctx, vc, hd, n_kv, s.n_head_kv, vc->nb[1], vc->nb[2], 0);
+    ggml_tensor* vview = ggml_view_3d(ctx, vc, hd, n_kv, s.n_head_kv, vc->nb[1], ggml_row_size(vc->type, hd), 0);
     out = ggml_flash_attn_ext(ctx, ggml_permute(ctx, q, 0, 2, 1, 3), kview, vview, mask, scale, 0.0f, 0.0f);
     ggml_flash_attn_ext_set_prec(out, GGML_PREC_F32);
   } else {
-    // q is made contiguous: permuted matmul operands are what corrupts lavapipe's heap.
     ggml_tensor* qp = ggml_cont(ctx, ggml_permute(ctx, q, 0, 2, 1, 3));          // [hd, n, heads]
     ggml_tensor* kq = ggml_mul_mat(ctx, kview, qp);                                // [n_kv, n, heads]
     ggml_mul_mat_set_prec(kq, GGML_PREC_F32);
     kq = ggml_soft_max_ext(ctx, kq, mask, scale, 0.0f);
-    ggml_tensor* vview = ggml_view_3d(ctx, vc, n_kv, hd, s.n_head_kv, vc->nb[1], vc->nb[2], 0);
+    ggml_tensor* vview = ggml_view_3d(ctx, vc, n_kv, hd, s.n_head_kv, vc->nb[1], vc->nb[1] * hd, 0);
     ggml_tensor* kqv = ggml_mul_mat(ctx, vview, kq);                               // [hd, n, heads]
     out = ggml_cont(ctx, ggml_permute(ctx, kqv, 0, 2, 1, 3));                      // [hd, heads, n]
   }

@@ -16,6 +16,7 @@
 
 #include "ggml-backend.h"
 #include "ggml.h"
+#include "task_thread.h"
 
 namespace hovle {
 
@@ -98,6 +99,9 @@ class Model {
 
   ggml_backend_dev_t device = nullptr;
   size_t weight_bytes = 0;
+  // Runs every task touching this model's backends (task_thread.h). Contexts and in-flight
+  // tasks hold the Model, and with it this thread.
+  std::shared_ptr<TaskThread> thread;
 
   const SegmentHParams& seg(bool llm) const { return llm ? hp.llm : hp.emb; }
   int first_block(bool llm) const { return llm ? hp.emb.n_layer : 0; }
@@ -146,6 +150,7 @@ class Context {
   std::vector<float> Llm(const float* rows, int n, const std::vector<int32_t>& out_rows);
 
   int hidden() const { return model_->hp.emb.n_embd; }
+  TaskThread& task_thread() const { return *model_->thread; }
   int n_past(bool llm) const { return llm ? n_past_llm_ : n_past_emb_; }
   int n_ctx(bool llm) const { return llm ? opts_.n_ctx_llm : opts_.n_ctx_emb; }
   void Truncate(bool llm, int n);

@@ -12,7 +12,7 @@
 #include "errors.h"
 #include "model.h"
 #include "model_binding.h"
-#include "promise_worker.h"
+#include "task_thread.h"
 
 namespace hovle {
 namespace {
@@ -55,12 +55,12 @@ HParams ParseHParams(const Napi::Object& o) {
   return hp;
 }
 
-class LoadWorker : public PromiseWorker {
+class LoadWorker : public ThreadTask {
  public:
   LoadWorker(Napi::Env env, std::string path, HParams hp, std::vector<TensorSpec> specs, LoadOptions opts,
-             std::shared_ptr<std::atomic<bool>> cancel, Napi::Function onProgress)
-      : PromiseWorker(env, "hovle.loadModel"), path_(std::move(path)), hp_(hp), specs_(std::move(specs)),
-        opts_(std::move(opts)), cancel_(std::move(cancel)) {
+             std::shared_ptr<std::atomic<bool>> cancel, Napi::Function onProgress, std::shared_ptr<TaskThread> thread)
+      : ThreadTask(env), path_(std::move(path)), hp_(hp), specs_(std::move(specs)),
+        opts_(std::move(opts)), cancel_(std::move(cancel)), thread_(std::move(thread)) {
     if (!onProgress.IsEmpty()) {
       progress_ = Napi::ThreadSafeFunction::New(env, onProgress, "hovle.loadProgress", 0, 1);
       has_progress_ = true;
@@ -82,6 +82,7 @@ class LoadWorker : public PromiseWorker {
         delete d;
       });
     }, *cancel_);
+    model_->thread = thread_;
   }
   Napi::Value Result(Napi::Env env) override {
     Napi::Object wrap = AddonData::Get(env).modelCtor.New({});
@@ -95,6 +96,7 @@ class LoadWorker : public PromiseWorker {
   std::vector<TensorSpec> specs_;
   LoadOptions opts_;
   std::shared_ptr<std::atomic<bool>> cancel_;
+  std::shared_ptr<TaskThread> thread_;
   Napi::ThreadSafeFunction progress_;
   bool has_progress_ = false;
   std::shared_ptr<Model> model_;
@@ -116,11 +118,11 @@ std::vector<int32_t> CopyInts(const Napi::Value& v, const char* what) {
   return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
 }
 
-// Runs `fn` on a worker thread with the context locked; resolves with a Float32Array.
-class ComputeWorker : public PromiseWorker {
+// Runs `fn` on the model's thread with the context locked; resolves with a Float32Array.
+class ComputeWorker : public ThreadTask {
  public:
   ComputeWorker(Napi::Env env, std::shared_ptr<Context> ctx, std::function<std::vector<float>(Context&)> fn)
-      : PromiseWorker(env, "hovle.compute"), ctx_(std::move(ctx)), fn_(std::move(fn)) {}
+      : ThreadTask(env), ctx_(std::move(ctx)), fn_(std::move(fn)) {}
 
  protected:
   void Run() override {
@@ -140,10 +142,10 @@ class ComputeWorker : public PromiseWorker {
   std::vector<float> out_;
 };
 
-class CreateContextWorker : public PromiseWorker {
+class CreateContextWorker : public ThreadTask {
  public:
   CreateContextWorker(Napi::Env env, std::shared_ptr<Model> model, ContextOptions opts)
-      : PromiseWorker(env, "hovle.createContext"), model_(std::move(model)), opts_(opts) {}
+      : ThreadTask(env), model_(std::move(model)), opts_(opts) {}
 
  protected:
   void Run() override { ctx_ = std::make_shared<Context>(model_, opts_); }
@@ -207,9 +209,7 @@ Napi::Value ModelWrap::CreateContext(const Napi::CallbackInfo& info) {
   else if (kv == "q8_0") opts.kv_type = KvType::Q8_0;
   else throw MakeError(env, "INVALID_ARGUMENT", "kvType must be f32, f16 or q8_0");
   auto* w = new CreateContextWorker(env, m, opts);
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  return w->Queue(*m->thread);
 }
 
 // ------------------------------------------------------------------ NativeContext
@@ -255,10 +255,9 @@ Napi::Value ContextWrap::Truncate(const Napi::CallbackInfo& info) {
 }
 
 static Napi::Value Queue(Napi::Env env, std::shared_ptr<Context> c, std::function<std::vector<float>(Context&)> fn) {
+  TaskThread& thread = c->task_thread();
   auto* w = new ComputeWorker(env, std::move(c), std::move(fn));
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  return w->Queue(thread);
 }
 
 Napi::Value ContextWrap::Vision(const Napi::CallbackInfo& info) {
@@ -337,14 +336,14 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   }
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   Napi::Function onProgress = info.Length() > 2 && info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function();
-  auto* w = new LoadWorker(env, info[0].As<Napi::String>(), hp, std::move(specs), opts, cancel, onProgress);
+  auto thread = std::make_shared<TaskThread>();
+  auto* w = new LoadWorker(env, info[0].As<Napi::String>(), hp, std::move(specs), opts, cancel, onProgress, thread);
   Napi::Object result = Napi::Object::New(env);
-  result.Set("promise", w->Promise());
+  result.Set("promise", w->Queue(*thread));
   result.Set("cancel", Napi::Function::New(env, [cancel](const Napi::CallbackInfo& i) {
     cancel->store(true);
     return i.Env().Undefined();
   }));
-  w->Queue();
   return result;
 }
 

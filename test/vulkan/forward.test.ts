@@ -12,13 +12,20 @@ const dir = tempDir('vulkan-forward');
 const models: HovleModel[] = [];
 afterAll(() => models.forEach((m) => m.dispose()));
 
-// Measured on lavapipe (see the issue note): Vulkan vs golden <= the F32 tolerances for these cases.
-const TOL = 3e-3;
+// scripts/test-vulkan.mjs runs this file twice. With GGML_VK_DISABLE_F16=1 ggml-vulkan keeps
+// float32 arithmetic and must reproduce the greedy continuation with logits within 6e-3
+// (measured: <= 1e-3 below 1.5k positions, 3.3e-3 on the post gradient case's 3214 HD
+// positions, where the CPU gets 1.7e-3: the shaders sum in another order). By default lavapipe advertises fp16 and ggml rounds matmul operands to f16:
+// measured max |dlogits| 0.05-0.22 on these cases (text_only the worst), so that run checks a
+// 0.35 bound and the argmax wherever the reference margin exceeds 0.7 (teacher forcing).
+const STRICT = process.env.GGML_VK_DISABLE_F16 === '1';
+const TOL = STRICT ? 6e-3 : 0.35;
+const CASES = STRICT ? ['fjord_max1_en', 'gradient_max6_en', 'text_only_en'] : ['fjord_max1_en', 'text_only_en'];
 
 for (const [variant, hf] of [['hovle-tiny', TINY], ['hovle-tiny-post', TINY_POST]] as Array<[Variant, string]>) {
   describe(`${variant} on Vulkan`, () => {
-    for (const name of ['fjord_max1_en', 'gradient_max6_en', 'text_only_en']) {
-      it(`${name}: logits match the golden and the CPU; greedy continuation matches`, async () => {
+    for (const name of CASES) {
+      it(`${name}: logits match the golden; the greedy continuation ${STRICT ? 'matches' : 'matches where margins allow'}`, async () => {
         const path = join(dir, `${variant}.gguf`);
         let vk = models.find((m) => m.path === path && m.device.startsWith('Vulkan'));
         if (!vk) {
@@ -37,15 +44,26 @@ for (const [variant, hf] of [['hovle-tiny', TINY], ['hovle-tiny-post', TINY_POST
         for (let i = 0; i < g.length; i++) d = Math.max(d, Math.abs(g[i]! - r.logits[i]!));
         expect(d).toBeLessThan(TOL);
         let logits = r.logits.subarray(r.logits.length - vk.hparams.vocabSize);
-        const out: number[] = [];
-        for (let i = 0; i < c.greedy!.ids.length; i++) {
+        const argmax = () => {
           let best = 0;
           for (let v = 1; v < logits.length; v++) if (logits[v]! > logits[best]!) best = v;
-          out.push(best);
-          if (best === c.greedy!.eos_id) break;
-          logits = (await ctx.evaluate([best], [], { logits: 'last' })).logits;
+          return best;
+        };
+        if (STRICT) {
+          const out: number[] = [];
+          for (let i = 0; i < c.greedy!.ids.length; i++) {
+            const best = argmax();
+            out.push(best);
+            if (best === c.greedy!.eos_id) break;
+            logits = (await ctx.evaluate([best], [], { logits: 'last' })).logits;
+          }
+          expect(out).toEqual(c.greedy!.ids);
+        } else {
+          for (const [i, step] of c.greedy!.steps.entries()) {
+            if (step.margin > 0.7) expect(argmax(), `step ${i}`).toBe(step.token);
+            if (i + 1 < c.greedy!.steps.length) logits = (await ctx.evaluate([step.token], [], { logits: 'last' })).logits;
+          }
         }
-        expect(out).toEqual(c.greedy!.ids);
         ctx.dispose();
       });
     }

@@ -1,0 +1,71 @@
+// A dedicated native thread per model that runs everything touching its ggml backends (load,
+// context creation, compute), one task at a time, settling a JS Promise for each.
+//
+// Why not libuv's pool: inference would occupy pool threads that file I/O and DNS need, and
+// ggml's Vulkan backend on Mesa lavapipe corrupted the heap when successive calls arrived from
+// different pool threads (measured: UV_THREADPOOL_SIZE 4 crashed, 1 and 2 did not). One owner
+// thread per model serialises its sessions (queued, in call order) and keeps device work on the
+// thread that created it.
+#pragma once
+
+#include <napi.h>
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "errors.h"
+
+namespace hovle {
+
+class TaskThread {
+ public:
+  TaskThread();
+  ~TaskThread();
+  TaskThread(const TaskThread&) = delete;
+  TaskThread& operator=(const TaskThread&) = delete;
+
+  void Post(std::function<void()> fn);
+
+ private:
+  // Shared with the thread itself, which may outlive this object (see the destructor).
+  struct State {
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::deque<std::function<void()>> queue;
+    bool stop = false;
+  };
+  static void Loop(std::shared_ptr<State> state);
+  std::shared_ptr<State> state_;
+  std::thread thread_;
+};
+
+// A unit of work for a TaskThread: Run() there, Result() back on the JS thread. Errors thrown by
+// Run() reject the Promise with a HovleError carrying their code.
+class ThreadTask {
+ public:
+  explicit ThreadTask(Napi::Env env);
+  virtual ~ThreadTask() = default;
+
+  // Queues the task; returns its Promise. The task deletes itself once settled.
+  Napi::Promise Queue(TaskThread& thread);
+
+ protected:
+  virtual void Run() = 0;
+  virtual Napi::Value Result(Napi::Env env) = 0;
+
+ private:
+  void Settle(Napi::Env env);
+
+  Napi::Promise::Deferred deferred_;
+  Napi::ThreadSafeFunction tsfn_;
+  bool failed_ = false;
+  std::string code_;
+  std::string message_;
+};
+
+}  // namespace hovle

@@ -18,7 +18,7 @@ for arg in "$@"; do
 done
 
 # One list per purpose; binaries named here are checked before anything is installed.
-packages=(cmake g++ make ninja-build ccache git)
+packages=(cmake g++ make ninja-build ccache git libjpeg-dev)
 if [ "$want_vulkan" = 1 ]; then
   packages+=(libvulkan-dev glslc spirv-headers mesa-vulkan-drivers)
 fi

@@ -136,6 +136,39 @@ describe('input forms', () => {
     expect(p.width).toBe(368);
   });
 
+  it('BMP and GIF (first frame) decode too', async () => {
+    // A 24-bit BMP written here from the decoded gradient: same pixels, same tiles.
+    const rgb = await decodeImage(img('gradient.png'));
+    const { width: w, height: h } = rgb;
+    const rowBytes = Math.ceil((w * 3) / 4) * 4;
+    const bmp = Buffer.alloc(54 + rowBytes * h);
+    bmp.write('BM', 0, 'latin1');
+    bmp.writeUInt32LE(bmp.length, 2);
+    bmp.writeUInt32LE(54, 10);
+    bmp.writeUInt32LE(40, 14);
+    bmp.writeInt32LE(w, 18);
+    bmp.writeInt32LE(h, 22);
+    bmp.writeUInt16LE(1, 26);
+    bmp.writeUInt16LE(24, 28);
+    bmp.writeUInt32LE(rowBytes * h, 34);
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        const src = (y * w + x) * 3;
+        const dst = 54 + (h - 1 - y) * rowBytes + x * 3;
+        bmp[dst] = rgb.data[src + 2]!;
+        bmp[dst + 1] = rgb.data[src + 1]!;
+        bmp[dst + 2] = rgb.data[src]!;
+      }
+    }
+    const a = await preprocessImage({ buffer: bmp }, { maxTiles: 6 });
+    const b = await preprocessImage(img('gradient.png'), { maxTiles: 6 });
+    expect(maxDiff(a.data, b.data)).toBe(0);
+    // The classic 1x1 GIF89a: a red pixel from a two-colour palette.
+    const gif = Buffer.from('474946383961010001008000 00ff0000000000 2c00000000010001000002024401003b'.replace(/ /g, ''), 'hex');
+    const px = await decodeImage({ buffer: gif });
+    expect([px.width, px.height, ...px.data]).toEqual([1, 1, 255, 0, 0]);
+  });
+
   it('an extreme aspect ratio (1 x 20000) is tiled, not refused', async () => {
     const r = await preprocessImage({ raw: { data: new Uint8Array(20000).fill(128), width: 1, height: 20000, format: 'gray' } }, { maxTiles: 12 });
     expect(r.grid).toEqual([1, 12]);

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 
 import { convertCheckpoint } from '../convert/convert.js';
 import { FILE_TYPES, type FileType } from '../convert/type-policy.js';
-import { EXIT, UsageError, type Command } from './command.js';
+import { EXIT, optionalPositiveInt, UsageError, type Command } from './command.js';
 import { formatBytes } from './format.js';
 import { interruptSignal, ProgressBar } from './progress.js';
 
@@ -39,8 +39,7 @@ async function run(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('expected exactly one checkpoint folder');
   if (!values.output) throw new UsageError('--output is required');
   if (!FILE_TYPES.includes(values.type as FileType)) throw new UsageError(`--type must be one of ${FILE_TYPES.join(', ')}`);
-  const threads = values.threads === undefined ? undefined : Number(values.threads);
-  if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) throw new UsageError('--threads must be a positive integer');
+  const threads = optionalPositiveInt(values.threads, '--threads');
 
   const bar = new ProgressBar(`convert ${values.type}`, values.json);
   const { signal, dispose } = interruptSignal();

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 
 import { HovleError } from '../errors.js';
 import { HovleModel, type Backend } from '../runtime/model.js';
-import { EXIT, UsageError, type Command } from './command.js';
+import { EXIT, optionalPositiveInt, UsageError, type Command } from './command.js';
 
 const BACKENDS: Backend[] = ['cpu', 'vulkan', 'cuda', 'metal'];
 
@@ -43,8 +43,7 @@ async function run(argv: string[]): Promise<number> {
   });
   if (!values.model || !values.ids || !values.logits) throw new UsageError('--model, --ids and --logits are required');
   if (!BACKENDS.includes(values.backend as Backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}`);
-  const maxTiles = values['max-tiles'] === undefined ? undefined : Number(values['max-tiles']);
-  if (maxTiles !== undefined && (!Number.isInteger(maxTiles) || maxTiles < 1)) throw new UsageError('--max-tiles must be a positive integer');
+  const maxTiles = optionalPositiveInt(values['max-tiles'], '--max-tiles');
 
   let ids: unknown;
   try {

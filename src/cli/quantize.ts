@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 
 import { quantizeGguf } from '../convert/quantize.js';
 import { FILE_TYPES, type FileType } from '../convert/type-policy.js';
-import { EXIT, UsageError, type Command } from './command.js';
+import { EXIT, optionalPositiveInt, UsageError, type Command } from './command.js';
 import { formatBytes } from './format.js';
 import { interruptSignal, ProgressBar } from './progress.js';
 
@@ -31,8 +31,7 @@ async function run(argv: string[]): Promise<number> {
   if (positionals.length !== 3) throw new UsageError('expected <in.gguf> <out.gguf> <TYPE>');
   const [input, output, type] = positionals as [string, string, string];
   if (!FILE_TYPES.includes(type as FileType)) throw new UsageError(`TYPE must be one of ${FILE_TYPES.join(', ')}`);
-  const threads = values.threads === undefined ? undefined : Number(values.threads);
-  if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) throw new UsageError('--threads must be a positive integer');
+  const threads = optionalPositiveInt(values.threads, '--threads');
   const bar = new ProgressBar(`quantize ${type}`, values.json);
   const { signal, dispose } = interruptSignal();
   const started = Date.now();

@@ -61,32 +61,41 @@ Context::Context(std::shared_ptr<Model> model, const ContextOptions& opts) : mod
     }
   }
 
+  // One cache context per device: each layer's K/V live where its weights are.
   const int n_layers = hp.emb.n_layer + hp.llm.n_layer;
   ggml_init_params kp{ggml_tensor_overhead() * (2 * n_layers + 4), nullptr, true};
-  kv_ctx_ = ggml_init(kp);
+  ggml_context* kv_cpu = ggml_init(kp);
+  ggml_context* kv_dev = ggml_init(kp);
+  kv_ctx_ = {kv_cpu, kv_dev};
   const ggml_type kt = KvGgmlType(opts_.kv_type);
   for (bool llm : {false, true}) {
     const SegmentHParams& s = model_->seg(llm);
     Kv& kv = llm ? kv_llm_ : kv_emb_;
     const int n_ctx = llm ? opts_.n_ctx_llm : opts_.n_ctx_emb;
     for (int il = 0; il < s.n_layer; ++il) {
+      ggml_context* c = model_->layer_on_device[model_->first_block(llm) + il] ? kv_dev : kv_cpu;
       // Token-major rows of head_dim * kv_heads, as llama.cpp lays its cache out: appending a
       // batch is one contiguous copy. Without flash attention V is kept transposed
       // ([n_ctx, head_dim * kv_heads]) so attention multiplies contiguous rows.
       const int64_t row = static_cast<int64_t>(s.head_dim()) * s.n_head_kv;
-      kv.k.push_back(ggml_new_tensor_2d(kv_ctx_, kt, row, n_ctx));
-      kv.v.push_back(opts_.flash_attn ? ggml_new_tensor_2d(kv_ctx_, kt, row, n_ctx) : ggml_new_tensor_2d(kv_ctx_, kt, n_ctx, row));
+      kv.k.push_back(ggml_new_tensor_2d(c, kt, row, n_ctx));
+      kv.v.push_back(opts_.flash_attn ? ggml_new_tensor_2d(c, kt, row, n_ctx) : ggml_new_tensor_2d(c, kt, n_ctx, row));
     }
   }
-  ggml_backend_buffer_type_t buft = ggml_backend_dev_buffer_type(model_->device);
-  kv_buf_ = ggml_backend_alloc_ctx_tensors_from_buft(kv_ctx_, buft);
-  if (kv_buf_ == nullptr) {
-    ggml_free(kv_ctx_);
-    if (backend_) ggml_backend_free(backend_);
-    ggml_backend_free(cpu_backend_);
-    throw Error("OUT_OF_DEVICE_MEMORY", "cannot allocate the KV cache");
+  for (auto [c, buft] : {std::make_pair(kv_cpu, ggml_backend_cpu_buffer_type()),
+                         std::make_pair(kv_dev, ggml_backend_dev_buffer_type(model_->device))}) {
+    if (ggml_get_first_tensor(c) == nullptr) continue;
+    ggml_backend_buffer_t b = ggml_backend_alloc_ctx_tensors_from_buft(c, buft);
+    if (b == nullptr) {
+      for (ggml_backend_buffer_t x : kv_buf_) ggml_backend_buffer_free(x);
+      for (ggml_context* x : kv_ctx_) ggml_free(x);
+      if (backend_) ggml_backend_free(backend_);
+      ggml_backend_free(cpu_backend_);
+      throw Error("OUT_OF_DEVICE_MEMORY", "cannot allocate the KV cache");
+    }
+    ggml_backend_buffer_clear(b, 0);
+    kv_buf_.push_back(b);
   }
-  ggml_backend_buffer_clear(kv_buf_, 0);
 
   ggml_backend_t backends[2];
   int n = 0;
@@ -98,8 +107,8 @@ Context::Context(std::shared_ptr<Model> model, const ContextOptions& opts) : mod
 
 Context::~Context() {
   if (sched_) ggml_backend_sched_free(sched_);
-  if (kv_buf_) ggml_backend_buffer_free(kv_buf_);
-  if (kv_ctx_) ggml_free(kv_ctx_);
+  for (ggml_backend_buffer_t b : kv_buf_) ggml_backend_buffer_free(b);
+  for (ggml_context* c : kv_ctx_) ggml_free(c);
   if (backend_) ggml_backend_free(backend_);
   if (cpu_backend_) ggml_backend_free(cpu_backend_);
 }

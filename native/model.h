@@ -73,9 +73,10 @@ struct TensorSpec {
 };
 
 struct LoadOptions {
-  std::string device = "CPU";  // ggml device holding the weights
-  bool mmap = true;
-  int threads = 0;             // 0: hardware concurrency
+  std::string device = "CPU";  // ggml device for offloaded weights
+  bool mmap = true;            // CPU-resident weights are mapped from the file
+  int gpu_layers = -1;         // decoder blocks (counted from the top) on the device; -1: all
+  bool vision_on_device = true;  // patch/position embeddings and projection on the device
 };
 
 class Model {
@@ -99,6 +100,7 @@ class Model {
 
   ggml_backend_dev_t device = nullptr;
   size_t weight_bytes = 0;
+  std::vector<bool> layer_on_device;  // per global block
   // Runs every task touching this model's backends (task_thread.h). Contexts and in-flight
   // tasks hold the Model, and with it this thread.
   std::shared_ptr<TaskThread> thread;
@@ -114,7 +116,8 @@ class Model {
 
  private:
   ggml_context* meta_ctx_ = nullptr;
-  ggml_backend_buffer_t buffer_ = nullptr;
+  std::vector<ggml_context*> owned_ctx_;
+  std::vector<ggml_backend_buffer_t> buffers_;
   void* mapping_ = nullptr;
   size_t mapping_size_ = 0;
 };
@@ -175,8 +178,8 @@ class Context {
   ggml_backend_t backend_ = nullptr;      // device backend (may be the CPU one)
   ggml_backend_t cpu_backend_ = nullptr;  // always present for the scheduler
   ggml_backend_sched_t sched_ = nullptr;
-  ggml_context* kv_ctx_ = nullptr;
-  ggml_backend_buffer_t kv_buf_ = nullptr;
+  std::vector<ggml_context*> kv_ctx_;
+  std::vector<ggml_backend_buffer_t> kv_buf_;
   Kv kv_emb_, kv_llm_;
   int n_past_emb_ = 0;
   int n_past_llm_ = 0;

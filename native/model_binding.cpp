@@ -190,6 +190,9 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("weightBytes", static_cast<double>(m->weight_bytes));
   o.Set("device", ggml_backend_dev_name(m->device));
+  int on_device = 0;
+  for (bool b : m->layer_on_device) on_device += b;
+  o.Set("deviceLayers", on_device);
   return o;
 }
 
@@ -331,6 +334,8 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
     }
     opts.device = spec.Get("device").ToString();
     opts.mmap = spec.Get("mmap").ToBoolean();
+    opts.gpu_layers = spec.Get("gpuLayers").IsNumber() ? spec.Get("gpuLayers").As<Napi::Number>().Int32Value() : -1;
+    opts.vision_on_device = spec.Get("visionOnDevice").ToBoolean();
   } catch (const Napi::Error&) {
     throw;
   }

@@ -39,7 +39,8 @@ struct FileCloser {
 }  // namespace
 
 Model::~Model() {
-  if (buffer_ != nullptr) ggml_backend_buffer_free(buffer_);
+  for (ggml_backend_buffer_t b : buffers_) ggml_backend_buffer_free(b);
+  for (ggml_context* c : owned_ctx_) ggml_free(c);
   if (meta_ctx_ != nullptr) ggml_free(meta_ctx_);
 #ifndef _WIN32
   if (mapping_ != nullptr) munmap(mapping_, mapping_size_);
@@ -76,7 +77,14 @@ std::shared_ptr<Model> Model::Load(const std::string& path, const HParams& hp, c
       {"token_embd", &model->tok_embd}, {"patch_embd", &model->patch_w}, {"patch_bias", &model->patch_b},
       {"position_embd", &model->pos_embd}, {"output_norm", &model->out_norm}, {"output", &model->output},
   };
-  std::vector<std::pair<ggml_tensor*, size_t>> used;  // tensor, file offset
+  struct Placed {
+    ggml_tensor* t;  // metadata tensor from the file
+    size_t off;      // absolute file offset
+    std::string role;
+    int block;
+    ggml_tensor** slot;
+  };
+  std::vector<Placed> used;
   try {
     for (const TensorSpec& s : specs) {
       const int64_t id = gguf_find_tensor(gguf, s.name.c_str());
@@ -114,7 +122,7 @@ std::shared_ptr<Model> Model::Load(const std::string& path, const HParams& hp, c
       // 1-D and embedding-like tensors are read through paths (add/mul/get_rows) that need
       // float or well-known types; matmul weights may be any type the backend supports.
       *slot = t;
-      used.emplace_back(t, off);
+      used.push_back(Placed{t, off, s.role, s.block, slot});
     }
     for (ggml_tensor* t : {model->tok_embd, model->patch_w, model->patch_b, model->pos_embd, model->fc1_w,
                            model->fc1_b, model->fc2_w, model->fc2_b, model->out_norm, model->output}) {
@@ -141,11 +149,68 @@ std::shared_ptr<Model> Model::Load(const std::string& path, const HParams& hp, c
   const bool on_cpu = ggml_backend_dev_type(model->device) == GGML_BACKEND_DEVICE_TYPE_CPU;
 
   double total = 0;
-  for (const auto& u : used) total += static_cast<double>(ggml_nbytes(u.first));
+  for (const Placed& u : used) total += static_cast<double>(ggml_nbytes(u.t));
   model->weight_bytes = static_cast<size_t>(total);
 
+  // Placement: offloaded blocks are the top `gpu_layers` of the 32-layer stack; the token
+  // table stays on the CPU (get_rows), the head goes along when every block is offloaded.
+  const int n_blocks = hp.emb.n_layer + hp.llm.n_layer;
+  const int gpu_layers = on_cpu ? 0 : (opts.gpu_layers < 0 || opts.gpu_layers > n_blocks ? n_blocks : opts.gpu_layers);
+  model->layer_on_device.assign(n_blocks, false);
+  for (int b = n_blocks - gpu_layers; b < n_blocks; ++b) model->layer_on_device[b] = true;
+  std::vector<Placed*> cpu_set, dev_set;
+  for (Placed& u : used) {
+    bool dev = false;
+    if (!on_cpu) {
+      if (u.block >= 0) dev = model->layer_on_device[u.block];
+      else if (u.role == "token_embd") dev = false;
+      else if (u.role == "output" || u.role == "output_norm") dev = gpu_layers == n_blocks;
+      else dev = opts.vision_on_device;
+    }
+    (dev ? dev_set : cpu_set).push_back(&u);
+  }
+
+  std::unique_ptr<FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
+  if (!f) throw Error("IO_ERROR", "cannot open " + path);
+  std::vector<uint8_t> staging;
+  double done = 0;
+  // Copies a set of tensors into a fresh buffer of `buft` (the file's tensors are duplicated
+  // into a context of their own, so each buffer holds exactly its set).
+  auto upload = [&](std::vector<Placed*>& set, ggml_backend_buffer_type_t buft, const char* where) {
+    if (set.empty()) return;
+    ggml_init_params p{ggml_tensor_overhead() * (set.size() + 1), nullptr, true};
+    ggml_context* c = ggml_init(p);
+    model->owned_ctx_.push_back(c);
+    for (Placed* e : set) {
+      ggml_tensor* d = ggml_dup_tensor(c, e->t);
+      ggml_set_name(d, e->t->name);
+      *e->slot = d;
+    }
+    ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors_from_buft(c, buft);
+    if (buf == nullptr) {
+      double bytes = 0;
+      for (Placed* e : set) bytes += static_cast<double>(ggml_nbytes(e->t));
+      throw Error("OUT_OF_DEVICE_MEMORY", "cannot allocate " + std::to_string(static_cast<long long>(bytes / 1048576)) +
+                                              " MiB of weights on " + where);
+    }
+    ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+    model->buffers_.push_back(buf);
+    for (Placed* e : set) {
+      if (cancel.load()) throw Error("ABORTED", "model loading was aborted");
+      const size_t n = ggml_nbytes(e->t);
+      staging.resize(n);
+      if (fseeko(f.get(), static_cast<off_t>(e->off), SEEK_SET) != 0 || std::fread(staging.data(), 1, n, f.get()) != n) {
+        throw Error("IO_ERROR", std::string("cannot read ") + e->t->name + " from " + path);
+      }
+      ggml_backend_tensor_set(*e->slot, staging.data(), 0, n);
+      done += static_cast<double>(n);
+      progress(done, total);
+    }
+  };
+
+  bool mapped = false;
 #ifndef _WIN32
-  if (on_cpu && opts.mmap) {
+  if (opts.mmap && !cpu_set.empty()) {
     const int fd = open(path.c_str(), O_RDONLY);
     if (fd < 0) throw Error("IO_ERROR", "cannot open " + path);
     void* addr = mmap(nullptr, file_size, PROT_READ, MAP_SHARED, fd, 0);
@@ -154,42 +219,23 @@ std::shared_ptr<Model> Model::Load(const std::string& path, const HParams& hp, c
     model->mapping_ = addr;
     model->mapping_size_ = file_size;
     auto* base = static_cast<uint8_t*>(addr);
-    model->buffer_ = ggml_backend_cpu_buffer_from_ptr(base + data_offset, file_size - data_offset);
-    if (model->buffer_ == nullptr) throw Error("OUT_OF_MEMORY", "cannot wrap the mapped file in a ggml buffer");
-    ggml_backend_buffer_set_usage(model->buffer_, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
-    for (const auto& [t, off] : used) {
+    ggml_backend_buffer_t buf = ggml_backend_cpu_buffer_from_ptr(base + data_offset, file_size - data_offset);
+    if (buf == nullptr) throw Error("OUT_OF_MEMORY", "cannot wrap the mapped file in a ggml buffer");
+    ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+    model->buffers_.push_back(buf);
+    for (Placed* e : cpu_set) {
       // PROT_READ mapping: ggml only reads weights, never writes them.
-      if (ggml_backend_tensor_alloc(model->buffer_, t, base + off) != GGML_STATUS_SUCCESS) {
-        throw Error("INTERNAL", std::string("cannot place ") + t->name);
+      if (ggml_backend_tensor_alloc(buf, e->t, base + e->off) != GGML_STATUS_SUCCESS) {
+        throw Error("INTERNAL", std::string("cannot place ") + e->t->name);
       }
+      done += static_cast<double>(ggml_nbytes(e->t));
     }
-    progress(total, total);
-    return model;
+    mapped = true;
   }
 #endif
-
-  ggml_backend_buffer_type_t buft = ggml_backend_dev_buffer_type(model->device);
-  model->buffer_ = ggml_backend_alloc_ctx_tensors_from_buft(model->meta_ctx_, buft);
-  if (model->buffer_ == nullptr) {
-    throw Error("OUT_OF_DEVICE_MEMORY", "cannot allocate " + std::to_string(static_cast<long long>(total / 1048576)) +
-                                            " MiB of weights on " + opts.device);
-  }
-  ggml_backend_buffer_set_usage(model->buffer_, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
-  std::unique_ptr<FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
-  if (!f) throw Error("IO_ERROR", "cannot open " + path);
-  std::vector<uint8_t> staging;
-  double done = 0;
-  for (const auto& [t, off] : used) {
-    if (cancel.load()) throw Error("ABORTED", "model loading was aborted");
-    const size_t n = ggml_nbytes(t);
-    staging.resize(n);
-    if (std::fseek(f.get(), static_cast<long>(off), SEEK_SET) != 0 || std::fread(staging.data(), 1, n, f.get()) != n) {
-      throw Error("IO_ERROR", std::string("cannot read ") + t->name + " from " + path);
-    }
-    ggml_backend_tensor_set(t, staging.data(), 0, n);
-    done += static_cast<double>(n);
-    progress(done, total);
-  }
+  if (!mapped) upload(cpu_set, ggml_backend_cpu_buffer_type(), "the CPU");
+  upload(dev_set, ggml_backend_dev_buffer_type(model->device), opts.device.c_str());
+  progress(total, total);
   return model;
 }
 

@@ -181,6 +181,14 @@ describe('bad calls fail cleanly before any work', () => {
     await expect(ctx.evaluate([1])).rejects.toMatchObject({ code: 'DISPOSED' });
   });
 
+  it('reports its placement; bad placement options are refused', async () => {
+    const m = await model('hovle-tiny');
+    expect(m.info()).toMatchObject({ device: 'CPU', deviceLayers: 0 });
+    expect(m.info().weightBytes).toBeGreaterThan(1e6);
+    await expect(HovleModel.load(m.path, { gpuLayers: -2 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(HovleModel.load(m.path, { backend: 'cuda' })).rejects.toMatchObject({ code: 'DEVICE_NOT_FOUND' });
+  });
+
   it('a model file that is not a HoVLE GGUF', async () => {
     await expect(HovleModel.load(join(TINY, 'config.json'))).rejects.toMatchObject({ code: 'GGUF_INVALID' });
   });

@@ -97,6 +97,8 @@ export interface NativeModelSpec {
   tensors: Array<{ name: string; role: string; block: number; dims: number[] }>;
   device: string;
   mmap: boolean;
+  gpuLayers: number;
+  visionOnDevice: boolean;
 }
 
 export interface NativeContextOptions {
@@ -120,7 +122,7 @@ export interface NativeContext {
 
 export interface NativeModel {
   createContext(options: NativeContextOptions): Promise<NativeContext>;
-  info(): { weightBytes: number; device: string };
+  info(): { weightBytes: number; device: string; deviceLayers: number };
   dispose(): void;
 }
 

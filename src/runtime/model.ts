@@ -17,8 +17,16 @@ export interface LoadModelOptions {
   /** Where the weights go: a backend (its first device) or a ggml device name ("Vulkan0"). Default cpu. */
   backend?: Backend;
   device?: string;
-  /** Map the file instead of reading it (CPU only). Default true. */
+  /** Map CPU-resident weights from the file instead of copying them. Default true. */
   mmap?: boolean;
+  /**
+   * Decoder blocks (of the 32, counted from the top) whose weights and KV cache go on the
+   * device; the rest stay on the CPU. Default: all. The output head goes along only when all
+   * blocks do; the token table always stays on the CPU.
+   */
+  gpuLayers?: number;
+  /** Put the image front end (patch/position embeddings, projection) on the device. Default true. */
+  visionOnDevice?: boolean;
   signal?: AbortSignal;
   onProgress?: (fraction: number) => void;
 }
@@ -84,7 +92,12 @@ export class HovleModel {
       tensors: concreteTensors(hparams).map((t) => ({ name: t.gguf, role: t.def.role, block: t.block ?? -1, dims: t.dims })),
       device,
       mmap: options.mmap ?? true,
+      gpuLayers: options.gpuLayers ?? -1,
+      visionOnDevice: options.visionOnDevice ?? true,
     };
+    if (options.gpuLayers !== undefined && (!Number.isInteger(options.gpuLayers) || options.gpuLayers < 0)) {
+      throw new HovleError('INVALID_ARGUMENT', 'gpuLayers must be a non-negative integer');
+    }
     if (options.signal?.aborted) throw new HovleError('ABORTED', 'model loading was aborted');
     const task = addon.loadModel(path, spec, options.onProgress ? (d, t) => options.onProgress!(t > 0 ? d / t : 1) : undefined);
     const onAbort = () => task.cancel();
@@ -99,6 +112,11 @@ export class HovleModel {
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
     }
+  }
+
+  /** Weight bytes, the device, and how many decoder blocks run on it (0 on the CPU). */
+  info(): { weightBytes: number; device: string; deviceLayers: number } {
+    return this.nativeModel().info();
   }
 
   /** @internal */

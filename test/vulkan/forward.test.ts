@@ -69,3 +69,25 @@ for (const [variant, hf] of [['hovle-tiny', TINY], ['hovle-tiny-post', TINY_POST
     }
   });
 }
+
+describe('partial offload', () => {
+  it('2 of 4 blocks on Vulkan, the image front end on the CPU: same logits as all on the CPU', async () => {
+    const path = join(dir, 'partial.gguf');
+    await convertCheckpoint(TINY, path, { type: 'f32' });
+    const c = goldenCases('hovle-tiny').find((x) => x.name === 'fjord_max1_en')!;
+    const ids = goldenI32('hovle-tiny', c, 'input_ids');
+    const logits: Float32Array[] = [];
+    for (const opts of [{ backend: 'cpu' as const }, { backend: 'vulkan' as const, gpuLayers: 2, visionOnDevice: false }]) {
+      const m = await HovleModel.load(path, opts);
+      expect(m.info().deviceLayers).toBe(opts.backend === 'cpu' ? 0 : 2);
+      const img = await m.preprocessImage(join(FIXTURES, 'images', 'fjord.jpg'), { maxTiles: 1 });
+      const ctx = await m.createContext({ contextSize: ids.length + 4, kvType: 'f16', flashAttention: true });
+      logits.push((await ctx.evaluate(ids, [img], { logits: 'last' })).logits);
+      ctx.dispose();
+      m.dispose();
+    }
+    let d = 0;
+    for (let i = 0; i < logits[0]!.length; i++) d = Math.max(d, Math.abs(logits[0]![i]! - logits[1]![i]!));
+    expect(d).toBeLessThan(STRICT ? 6e-3 : 0.35);
+  });
+});

@@ -318,7 +318,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   HParams hp;
   std::vector<TensorSpec> specs;
   LoadOptions opts;
-  try {
+  {
     hp = ParseHParams(spec.Get("hparams").As<Napi::Object>());
     Napi::Array tensors = spec.Get("tensors").As<Napi::Array>();
     for (uint32_t i = 0; i < tensors.Length(); ++i) {
@@ -336,8 +336,6 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
     opts.mmap = spec.Get("mmap").ToBoolean();
     opts.gpu_layers = spec.Get("gpuLayers").IsNumber() ? spec.Get("gpuLayers").As<Napi::Number>().Int32Value() : -1;
     opts.vision_on_device = spec.Get("visionOnDevice").ToBoolean();
-  } catch (const Napi::Error&) {
-    throw;
   }
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   Napi::Function onProgress = info.Length() > 2 && info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function();

@@ -12,6 +12,7 @@
 #include "model_binding.h"
 #include "reference_graph.h"
 #include "system_info.h"
+#include "tokenizer.h"
 #include "tensor_convert.h"
 
 namespace {
@@ -30,6 +31,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeImage", Napi::Function::New(env, hovle::DecodeImageJs, "decodeImage"));
   exports.Set("imageInfo", Napi::Function::New(env, hovle::ImageInfo, "imageInfo"));
   exports.Set("targetRatios", Napi::Function::New(env, hovle::TargetRatiosJs, "targetRatios"));
+  exports.Set("createTokenizer", Napi::Function::New(env, hovle::CreateTokenizer, "createTokenizer"));
   hovle::RegisterModelClasses(env, exports);
   return exports;
 }

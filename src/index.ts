@@ -18,3 +18,4 @@ export { preprocessImage, candidateGrids, decodeImage } from './image/preprocess
 export type { ImageInput, RawFrame, RawPixelFormat, PreprocessOptions, PreprocessedImage, DecodedImage } from './image/preprocess.js';
 export { HovleModel, ModelContext } from './runtime/model.js';
 export type { Backend, LoadModelOptions, ContextOptions, EvaluateOptions, EvaluateResult, PixelTiles } from './runtime/model.js';
+export { Tokenizer, TokenDecoder } from './runtime/tokenizer.js';

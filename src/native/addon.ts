@@ -42,7 +42,7 @@ export interface ReferenceGraphResult {
   shape: [number, number];
 }
 
-export interface NativeAddon extends NativeAddonConvert, NativeAddonRuntime, NativeAddonImage {
+export interface NativeAddon extends NativeAddonConvert, NativeAddonRuntime, NativeAddonImage, NativeAddonTokenizer {
   /** JSON text of BuildInfo. */
   buildInfo: string;
   registerErrorClass(cls: new (code: never, message: string) => Error): void;
@@ -163,4 +163,20 @@ export interface NativeAddonImage {
   imageInfo(): { jpegDecoder: string };
   decodeImage(bytes: Uint8Array, options: { maxPixels: number; exifOrientation: boolean }): Promise<{ width: number; height: number; data: Buffer }>;
   targetRatios(min: number, max: number): Array<[number, number]>;
+}
+
+export interface NativeTokenizerSpec {
+  tokens: string[];
+  scores: Float32Array;
+  types: Int32Array;
+  added: Int32Array;
+  bosId: number;
+  unkId: number;
+  addSpacePrefix: boolean;
+  byteFallback: boolean;
+  removeExtraWhitespaces: boolean;
+}
+
+export interface NativeAddonTokenizer {
+  createTokenizer(spec: NativeTokenizerSpec): { encode(text: string, addBos: boolean): Int32Array };
 }

@@ -10,6 +10,7 @@ import { loadAddon } from '../native/load.js';
 import { availableParallelism } from 'node:os';
 
 import { preprocessImage, type ImageInput, type PreprocessOptions } from '../image/preprocess.js';
+import { Tokenizer } from './tokenizer.js';
 
 export type Backend = 'cpu' | 'vulkan' | 'cuda' | 'metal';
 
@@ -64,6 +65,8 @@ export class HovleModel {
     readonly hparams: HovleHParams,
     readonly vocab: TokenInfo,
     readonly device: string,
+    /** Text <-> ids with the model's vocabulary (exact to the reference tokenizer). */
+    readonly tokenizer: Tokenizer,
   ) {
     this.native = native;
   }
@@ -83,6 +86,7 @@ export class HovleModel {
       if (!v || v.type !== 'u32') throw new HovleError('GGUF_INVALID', `${path}: ${key} is missing`);
       return v.value;
     };
+    const tokenizer = Tokenizer.fromMetadata(file.metadata, path);
     const vocab: TokenInfo = { imageContextId, bosId: id('tokenizer.ggml.bos_token_id'), eotId: id('tokenizer.ggml.eot_token_id'), tokens: tokens.value };
 
     const { addon } = loadAddon();
@@ -108,7 +112,7 @@ export class HovleModel {
         native.dispose();
         throw new HovleError('ABORTED', 'model loading was aborted');
       }
-      return new HovleModel(native, path, hparams, vocab, device);
+      return new HovleModel(native, path, hparams, vocab, device, tokenizer);
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
     }

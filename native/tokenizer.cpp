@@ -1,0 +1,209 @@
+// SentencePiece BPE with byte fallback, run the way InternLM2's slow HF tokenizer runs it:
+// the text is first split on the added tokens (leftmost match, longest first), every other
+// chunk is encoded by SentencePiece on its own (escaping spaces as U+2581, the dummy prefix as
+// the model says), then BOS is prepended. The merge loop follows sentencepiece's bpe_model.cc:
+// repeatedly merge the adjacent pair whose concatenation is a piece with the highest score,
+// leftmost first on ties; leftover symbols fall back to <0xXX> byte pieces.
+#include "tokenizer.h"
+
+#include <algorithm>
+#include <queue>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "errors.h"
+
+namespace hovle {
+namespace {
+
+constexpr int kUnused = 5;
+constexpr int kByte = 6;
+
+size_t Utf8Len(unsigned char c) {
+  if (c < 0x80) return 1;
+  if ((c >> 5) == 0x6) return 2;
+  if ((c >> 4) == 0xE) return 3;
+  if ((c >> 3) == 0x1E) return 4;
+  return 1;  // invalid lead byte: one byte, which byte fallback then encodes
+}
+
+class Tokenizer {
+ public:
+  std::vector<std::string> tokens;
+  std::vector<float> scores;
+  std::vector<int> types;
+  std::unordered_map<std::string, int> piece_to_id;
+  std::vector<int> added;  // added-token ids, longest content first
+  int byte_ids[256];
+  bool add_space_prefix = false;
+  bool byte_fallback = true;
+  bool remove_extra_whitespaces = false;
+  int unk_id = 0;
+
+  void EncodeChunk(const std::string& raw, std::vector<int32_t>& out) const {
+    std::string text;
+    if (remove_extra_whitespaces) {
+      // Collapse runs of spaces and trim, as sentencepiece's normalizer does.
+      bool prev_space = true;
+      for (char c : raw) {
+        if (c == ' ') {
+          if (!prev_space) text += c;
+          prev_space = true;
+        } else {
+          text += c;
+          prev_space = false;
+        }
+      }
+      while (!text.empty() && text.back() == ' ') text.pop_back();
+    } else {
+      text = raw;
+    }
+    if (text.empty()) return;
+    std::string norm = add_space_prefix ? "\xE2\x96\x81" : "";
+    for (char c : text) {
+      if (c == ' ') norm += "\xE2\x96\x81";
+      else norm += c;
+    }
+    struct Symbol {
+      int prev, next;
+      size_t start, len;
+    };
+    std::vector<Symbol> sym;
+    for (size_t i = 0; i < norm.size();) {
+      const size_t n = std::min(Utf8Len(static_cast<unsigned char>(norm[i])), norm.size() - i);
+      sym.push_back({static_cast<int>(sym.size()) - 1, static_cast<int>(sym.size()) + 1, i, n});
+      i += n;
+    }
+    sym.back().next = -1;
+    struct Pair {
+      int left, right;
+      float score;
+      size_t len;
+    };
+    auto cmp = [](const Pair& a, const Pair& b) { return a.score != b.score ? a.score < b.score : a.left > b.left; };
+    std::priority_queue<Pair, std::vector<Pair>, decltype(cmp)> agenda(cmp);
+    auto try_pair = [&](int l, int r) {
+      if (l < 0 || r < 0) return;
+      auto it = piece_to_id.find(norm.substr(sym[l].start, sym[l].len + sym[r].len));
+      if (it == piece_to_id.end() || types[it->second] == kUnused) return;
+      agenda.push({l, r, scores[it->second], sym[l].len + sym[r].len});
+    };
+    for (size_t i = 1; i < sym.size(); ++i) try_pair(static_cast<int>(i) - 1, static_cast<int>(i));
+    while (!agenda.empty()) {
+      const Pair top = agenda.top();
+      agenda.pop();
+      Symbol& l = sym[top.left];
+      Symbol& r = sym[top.right];
+      if (l.len == 0 || r.len == 0 || l.len + r.len != top.len || l.next != top.right) continue;
+      l.len += r.len;
+      l.next = r.next;
+      if (r.next >= 0) sym[r.next].prev = top.left;
+      r.len = 0;
+      try_pair(l.prev, top.left);
+      try_pair(top.left, l.next);
+    }
+    for (int i = 0; i != -1; i = sym[i].next) {
+      const std::string piece = norm.substr(sym[i].start, sym[i].len);
+      auto it = piece_to_id.find(piece);
+      if (it != piece_to_id.end() && types[it->second] != kUnused) {
+        out.push_back(it->second);
+      } else if (byte_fallback) {
+        for (unsigned char c : piece) out.push_back(byte_ids[c] >= 0 ? byte_ids[c] : unk_id);
+      } else {
+        out.push_back(unk_id);
+      }
+    }
+  }
+
+  std::vector<int32_t> Encode(const std::string& text, bool add_bos, int bos_id) const {
+    std::vector<int32_t> out;
+    if (add_bos) out.push_back(bos_id);
+    size_t chunk_start = 0;
+    size_t i = 0;
+    while (i < text.size()) {
+      int match = -1;
+      for (int id : added) {  // longest first, so the first hit is the longest at i
+        const std::string& t = tokens[id];
+        if (!t.empty() && text.compare(i, t.size(), t) == 0) {
+          match = id;
+          break;
+        }
+      }
+      if (match < 0) {
+        ++i;
+        continue;
+      }
+      EncodeChunk(text.substr(chunk_start, i - chunk_start), out);
+      out.push_back(match);
+      i += tokens[match].size();
+      chunk_start = i;
+    }
+    EncodeChunk(text.substr(chunk_start), out);
+    return out;
+  }
+};
+
+struct TokenizerData {
+  Tokenizer tok;
+  int bos_id = 1;
+};
+
+void Finalize(Napi::Env, TokenizerData* data) { delete data; }
+
+}  // namespace
+
+Napi::Value CreateTokenizer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw MakeError(env, "INVALID_ARGUMENT", "createTokenizer(spec)");
+  Napi::Object spec = info[0].As<Napi::Object>();
+  auto* data = new TokenizerData();
+  Tokenizer& t = data->tok;
+  Napi::Array tokens = spec.Get("tokens").As<Napi::Array>();
+  Napi::Float32Array scores = spec.Get("scores").As<Napi::Float32Array>();
+  Napi::Int32Array types = spec.Get("types").As<Napi::Int32Array>();
+  const uint32_t n = tokens.Length();
+  if (scores.ElementLength() != n || types.ElementLength() != n) {
+    delete data;
+    throw MakeError(env, "GGUF_INVALID", "tokenizer arrays differ in length");
+  }
+  t.tokens.resize(n);
+  t.scores.assign(scores.Data(), scores.Data() + n);
+  t.types.assign(types.Data(), types.Data() + n);
+  std::fill(std::begin(t.byte_ids), std::end(t.byte_ids), -1);
+  for (uint32_t i = 0; i < n; ++i) {
+    t.tokens[i] = tokens.Get(i).ToString().Utf8Value();
+    if (t.types[i] == kByte && t.tokens[i].size() == 6 && t.tokens[i].rfind("<0x", 0) == 0) {
+      t.byte_ids[std::stoi(t.tokens[i].substr(3, 2), nullptr, 16)] = static_cast<int>(i);
+    } else if (t.types[i] != kUnused) {
+      t.piece_to_id.emplace(t.tokens[i], static_cast<int>(i));  // first id wins on duplicates
+    }
+  }
+  Napi::Int32Array added = spec.Get("added").As<Napi::Int32Array>();
+  for (size_t i = 0; i < added.ElementLength(); ++i) {
+    if (added[i] >= 0 && static_cast<uint32_t>(added[i]) < n) t.added.push_back(added[i]);
+  }
+  std::stable_sort(t.added.begin(), t.added.end(), [&](int a, int b) { return t.tokens[a].size() > t.tokens[b].size(); });
+  t.add_space_prefix = spec.Get("addSpacePrefix").ToBoolean();
+  t.byte_fallback = spec.Get("byteFallback").ToBoolean();
+  t.remove_extra_whitespaces = spec.Get("removeExtraWhitespaces").ToBoolean();
+  t.unk_id = spec.Get("unkId").As<Napi::Number>().Int32Value();
+  data->bos_id = spec.Get("bosId").As<Napi::Number>().Int32Value();
+
+  Napi::Object handle = Napi::Object::New(env);
+  // The vocabulary lives as long as the encode function that reads it.
+  Napi::Function encode = Napi::Function::New(env, [data](const Napi::CallbackInfo& ci) -> Napi::Value {
+    TokenizerData* d = data;
+    const std::string text = ci[0].ToString().Utf8Value();
+    const bool add_bos = ci.Length() > 1 && ci[1].ToBoolean();
+    std::vector<int32_t> ids = d->tok.Encode(text, add_bos, d->bos_id);
+    Napi::Int32Array out = Napi::Int32Array::New(ci.Env(), ids.size());
+    std::copy(ids.begin(), ids.end(), out.Data());
+    return out;
+  }, "encode");
+  encode.AddFinalizer(Finalize, data);
+  handle.Set("encode", encode);
+  return handle;
+}
+
+}  // namespace hovle

@@ -1,0 +1,112 @@
+// Text <-> token ids from a HoVLE GGUF's standard tokenizer keys. Encoding runs natively
+// (native/tokenizer.cpp); decoding maps pieces to bytes and assembles UTF-8 with a streaming
+// TextDecoder, so a character split across tokens is never emitted half-done.
+import { HovleError } from '../errors.js';
+import type { GgufValue } from '../gguf/format.js';
+import { loadAddon } from '../native/load.js';
+
+const CONTROL = 3;
+const BYTE = 6;
+const UNUSED = 5;
+
+export class Tokenizer {
+  private readonly native: { encode(text: string, addBos: boolean): Int32Array };
+  private readonly pieceBytes: Array<Uint8Array | null>;
+
+  private constructor(
+    readonly tokens: string[],
+    /** Ids rendered only on request: control pieces and the added (special) tokens. */
+    private readonly special: Uint8Array,
+    readonly bosId: number,
+    readonly addBos: boolean,
+    spec: Parameters<ReturnType<typeof loadAddon>['addon']['createTokenizer']>[0],
+    types: Int32Array,
+  ) {
+    this.native = loadAddon().addon.createTokenizer(spec);
+    const enc = new TextEncoder();
+    this.pieceBytes = tokens.map((t, i) => {
+      if (types[i] === BYTE && /^<0x[0-9A-Fa-f]{2}>$/.test(t)) return Uint8Array.of(parseInt(t.slice(3, 5), 16));
+      if (types[i] === UNUSED) return null;
+      return enc.encode(t.replaceAll('\u2581', ' '));
+    });
+  }
+
+  static fromMetadata(meta: ReadonlyMap<string, GgufValue>, path = 'model'): Tokenizer {
+    const need = (key: string, type: GgufValue['type']): GgufValue => {
+      const v = meta.get(key);
+      if (!v || v.type !== type) throw new HovleError('GGUF_INVALID', `${path}: ${key} is missing or not ${type}`);
+      return v;
+    };
+    const model = need('tokenizer.ggml.model', 'string').value as string;
+    if (model !== 'llama') throw new HovleError('GGUF_INVALID', `${path}: tokenizer model '${model}' is not SentencePiece ('llama')`);
+    const tokens = need('tokenizer.ggml.tokens', 'arr_string').value as string[];
+    const scores = Float32Array.from(need('tokenizer.ggml.scores', 'arr_f32').value as ArrayLike<number>);
+    const types = Int32Array.from(need('tokenizer.ggml.token_type', 'arr_i32').value as ArrayLike<number>);
+    const u32 = (key: string) => need(key, 'u32').value as number;
+    if (scores.length !== tokens.length || types.length !== tokens.length) {
+      throw new HovleError('GGUF_INVALID', `${path}: tokenizer arrays differ in length`);
+    }
+    const flag = (key: string, fallback: boolean) => {
+      const v = meta.get(key);
+      return v && v.type === 'bool' ? v.value : fallback;
+    };
+    const added = meta.get('hovle.tokenizer.added_tokens');
+    const bosId = u32('tokenizer.ggml.bos_token_id');
+    const addedIds = added && added.type === 'arr_i32' ? Int32Array.from(added.value) : new Int32Array(0);
+    const special = new Uint8Array(tokens.length);
+    types.forEach((t, i) => void (special[i] = t === CONTROL ? 1 : 0));
+    for (const id of addedIds) if (id >= 0 && id < tokens.length) special[id] = 1;
+    return new Tokenizer(tokens, special, bosId, flag('tokenizer.ggml.add_bos_token', true), {
+      tokens,
+      scores,
+      types,
+      added: addedIds,
+      bosId,
+      unkId: u32('tokenizer.ggml.unknown_token_id'),
+      addSpacePrefix: flag('tokenizer.ggml.add_space_prefix', false),
+      byteFallback: flag('hovle.tokenizer.byte_fallback', true),
+      removeExtraWhitespaces: flag('hovle.tokenizer.remove_extra_whitespaces', false),
+    }, types);
+  }
+
+  /** Token ids of `text`; added tokens written in the text (e.g. "<|im_end|>") become their ids. */
+  encode(text: string, options: { addBos?: boolean } = {}): Int32Array {
+    if (typeof text !== 'string') throw new HovleError('INVALID_ARGUMENT', 'text must be a string');
+    return this.native.encode(text, options.addBos ?? this.addBos);
+  }
+
+  /** A decoder for a stream of ids; control tokens are skipped unless `special`. */
+  decoder(options: { special?: boolean } = {}): TokenDecoder {
+    return new TokenDecoder(this.pieceBytes, this.special, this.tokens, options.special ?? false);
+  }
+
+  decode(ids: ArrayLike<number>, options: { special?: boolean } = {}): string {
+    const d = this.decoder(options);
+    let s = '';
+    for (let i = 0; i < ids.length; i++) s += d.push(ids[i]!);
+    return s + d.flush();
+  }
+}
+
+export class TokenDecoder {
+  private readonly utf8 = new TextDecoder('utf-8', { fatal: false });
+
+  constructor(
+    private readonly pieceBytes: Array<Uint8Array | null>,
+    private readonly specialIds: Uint8Array,
+    private readonly tokens: string[],
+    private readonly special: boolean,
+  ) {}
+
+  /** Text completed by this token (possibly empty while a character is still incomplete). */
+  push(id: number): string {
+    if (!Number.isInteger(id) || id < 0 || id >= this.tokens.length) throw new HovleError('INVALID_ARGUMENT', `token id ${id} is outside the vocabulary`);
+    if (this.specialIds[id]) return this.special ? this.utf8.decode() + this.tokens[id] : '';
+    const b = this.pieceBytes[id];
+    return b ? this.utf8.decode(b, { stream: true }) : '';
+  }
+
+  flush(): string {
+    return this.utf8.decode();
+  }
+}

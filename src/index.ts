@@ -19,3 +19,8 @@ export type { ImageInput, RawFrame, RawPixelFormat, PreprocessOptions, Preproces
 export { HovleModel, ModelContext } from './runtime/model.js';
 export type { Backend, LoadModelOptions, ContextOptions, EvaluateOptions, EvaluateResult, PixelTiles } from './runtime/model.js';
 export { Tokenizer, TokenDecoder } from './runtime/tokenizer.js';
+export { Session } from './session/session.js';
+export type { SessionOptions, UserMessage, AskOptions, AskResult, AskStats } from './session/session.js';
+export type { SamplingOptions } from './session/sampler.js';
+export { parseGrounding, groundingPrompt } from './session/grounding.js';
+export type { GroundedBox } from './session/grounding.js';

@@ -133,7 +133,10 @@ export class HovleModel {
    * Preprocesses an image with this model's settings (tile size, normalisation, thumbnail and
    * tile limits from the GGUF unless overridden), ready for evaluate().
    */
-  async preprocessImage(input: ImageInput, options: PreprocessOptions = {}): Promise<PixelTiles & { grid: [number, number]; ms: number }> {
+  async preprocessImage(
+    input: ImageInput,
+    options: PreprocessOptions = {},
+  ): Promise<PixelTiles & { grid: [number, number]; width: number; height: number; ms: number }> {
     const v = this.hparams.vision;
     const r = await preprocessImage(input, {
       minTiles: v.minTiles,
@@ -144,7 +147,7 @@ export class HovleModel {
       std: v.imageStd,
       ...options,
     });
-    return { data: r.data, tiles: r.tiles, grid: r.grid, ms: r.ms };
+    return { data: r.data, tiles: r.tiles, grid: r.grid, width: r.width, height: r.height, ms: r.ms };
   }
 
   async createContext(options: ContextOptions = {}): Promise<ModelContext> {

@@ -1,0 +1,187 @@
+// A conversation with one model: the chat template, image preprocessing, sampling, streaming,
+// abort and stats on top of a ModelContext. Turns are appended to the KV cache as tokens, so a
+// follow-up question about an image already in the conversation does not recompute the image.
+import { HovleError } from '../errors.js';
+import type { ImageInput } from '../image/preprocess.js';
+import type { ContextOptions, HovleModel, ModelContext, PixelTiles } from '../runtime/model.js';
+import { Sampler, validateSampling, type SamplingOptions } from './sampler.js';
+import { checkTemplate, END_OF_TURN, expandImages, systemTurn, userContent, userTurn } from './template.js';
+
+export interface SessionOptions extends Omit<ContextOptions, 'embeddingContextSize'> {
+  /** Replaces the model's default system message. */
+  system?: string;
+}
+
+export interface UserMessage {
+  text: string;
+  images?: ImageInput[];
+}
+
+export interface AskOptions extends SamplingOptions {
+  /** Default 512. */
+  maxTokens?: number;
+  /** Generation stops before the first of these strings appears in the answer. */
+  stop?: string[];
+  signal?: AbortSignal;
+  /** Called with each piece of text as it is decoded (never half a character). */
+  onToken?: (text: string, tokenId: number) => void;
+  /** Tiles per image (default: the model's). */
+  maxTiles?: number;
+}
+
+export interface AskStats {
+  preprocessMs: number;
+  promptTokens: number;
+  prefillMs: number;
+  prefillTokensPerSecond: number;
+  generatedTokens: number;
+  decodeMs: number;
+  decodeTokensPerSecond: number;
+  timeToFirstTokenMs: number;
+}
+
+export interface AskResult {
+  text: string;
+  tokens: number[];
+  stopReason: 'eos' | 'stop' | 'maxTokens' | 'contextFull';
+  stats: AskStats;
+  /** Sizes of this turn's images (for mapping grounding boxes back to pixels). */
+  images: Array<{ width: number; height: number; grid: [number, number]; tiles: number }>;
+}
+
+export class Session {
+  private turns = 0;
+  private disposed = false;
+
+  private constructor(
+    readonly model: HovleModel,
+    private readonly ctx: ModelContext,
+    readonly system: string,
+  ) {}
+
+  static async create(model: HovleModel, options: SessionOptions = {}): Promise<Session> {
+    checkTemplate(model.hparams.chat.template);
+    const { system, ...ctxOptions } = options;
+    const ctx = await model.createContext(ctxOptions);
+    return new Session(model, ctx, system ?? model.hparams.chat.systemMessage);
+  }
+
+  /** Tokens cached so far (the whole conversation). */
+  get cachedTokens(): number {
+    return this.ctx.cached.llm;
+  }
+
+  /** Asks a question; resolves with the answer and its stats. */
+  async ask(message: UserMessage | string, options: AskOptions = {}): Promise<AskResult> {
+    const gen = this.stream(message, options);
+    for (;;) {
+      const r = await gen.next();
+      if (r.done) return r.value;
+    }
+  }
+
+  /** The same as ask(), as an async iterator of text pieces; its return value is the result. */
+  async *stream(message: UserMessage | string, options: AskOptions = {}): AsyncGenerator<string, AskResult, void> {
+    if (this.disposed) throw new HovleError('DISPOSED', 'the session has been disposed');
+    const msg = typeof message === 'string' ? { text: message } : message;
+    if (typeof msg.text !== 'string') throw new HovleError('INVALID_ARGUMENT', 'message text must be a string');
+    validateSampling(options);
+    const maxTokens = options.maxTokens ?? 512;
+    if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new HovleError('INVALID_ARGUMENT', 'maxTokens must be a positive integer');
+    const stops = options.stop ?? [];
+    const signal = options.signal;
+    const aborted = () => new HovleError('ABORTED', 'generation was aborted', { cause: signal?.reason });
+    if (signal?.aborted) throw aborted();
+
+    const t0 = performance.now();
+    const images: PixelTiles[] = [];
+    const imageInfo: AskResult['images'] = [];
+    for (const input of msg.images ?? []) {
+      const r = await this.model.preprocessImage(input, options.maxTiles === undefined ? {} : { maxTiles: options.maxTiles });
+      images.push(r);
+      imageInfo.push({ width: r.width, height: r.height, grid: r.grid, tiles: r.tiles });
+    }
+    const hp = this.model.hparams;
+    const perTile = Math.round(((hp.vision.imageSize / hp.vision.patchSize) * hp.vision.downsampleRatio) ** 2);
+    const content = expandImages(userContent(msg.text, images.length), images.map((i) => i.tiles), perTile, {
+      imageStart: '<img>', imageEnd: '</img>', imageContext: this.model.vocab.tokens[this.model.vocab.imageContextId]!,
+    });
+    const first = this.turns === 0;
+    const turnText = (first ? systemTurn(this.system) : END_OF_TURN) + userTurn(content);
+    const ids = this.model.tokenizer.encode(turnText, { addBos: first });
+    const preprocessMs = performance.now() - t0;
+
+    const t1 = performance.now();
+    let r = await this.ctx.evaluate(ids, images, { logits: 'last' });
+    this.turns++;
+    const prefillMs = performance.now() - t1;
+
+    const sampler = new Sampler(options);
+    const decoder = this.model.tokenizer.decoder();
+    const tokens: number[] = [];
+    let text = '';
+    let stopReason: AskResult['stopReason'] = 'maxTokens';
+    let firstTokenAt = 0;
+    const t2 = performance.now();
+    while (tokens.length < maxTokens) {
+      if (signal?.aborted) throw aborted();
+      const tok = sampler.sample(r.logits, tokens);
+      if (!firstTokenAt) firstTokenAt = performance.now();
+      if (tok === this.model.vocab.eotId) {
+        stopReason = 'eos';
+        break;
+      }
+      tokens.push(tok);
+      let piece = decoder.push(tok);
+      const hit = stops.map((s) => (text + piece).indexOf(s)).filter((i) => i >= 0);
+      if (hit.length) {
+        piece = (text + piece).slice(0, Math.min(...hit)).slice(text.length);
+        stopReason = 'stop';
+      }
+      if (piece) {
+        text += piece;
+        options.onToken?.(piece, tok);
+        yield piece;
+      }
+      if (stopReason === 'stop') break;
+      if (this.ctx.cached.llm >= this.ctx.contextSize) {
+        stopReason = 'contextFull';
+        break;
+      }
+      r = await this.ctx.evaluate([tok], [], { logits: 'last' });
+    }
+    if (stopReason !== 'stop') {
+      const tail = decoder.flush();
+      if (tail) {
+        text += tail;
+        yield tail;
+      }
+    }
+    const decodeMs = performance.now() - t2;
+    return {
+      text,
+      tokens,
+      stopReason,
+      images: imageInfo,
+      stats: {
+        preprocessMs,
+        promptTokens: ids.length,
+        prefillMs,
+        prefillTokensPerSecond: ids.length / (prefillMs / 1000),
+        generatedTokens: tokens.length,
+        decodeMs,
+        decodeTokensPerSecond: tokens.length > 1 ? (tokens.length - 1) / ((performance.now() - firstTokenAt) / 1000) : 0,
+        timeToFirstTokenMs: firstTokenAt - t0,
+      },
+    };
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    this.ctx.dispose();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+  }
+}

@@ -1,0 +1,51 @@
+// The "internlm2-chat" conversation template (InternVL's conversation.py, separator style MPT):
+//   <|im_start|>system\n{system}<|im_end|><|im_start|>user\n{content}<|im_end|><|im_start|>assistant\n
+// with no newline after <|im_end|>. Each <image> placeholder becomes
+// <img> + <IMG_CONTEXT> x (256 x tiles) + </img>. The template name and the default system
+// message come from the GGUF (hovle.chat.*); this is the only place the format is spelled out.
+import { HovleError } from '../errors.js';
+
+export const IMAGE_PLACEHOLDER = '<image>';
+export const SUPPORTED_TEMPLATES = ['internlm2-chat'] as const;
+
+export interface TemplateTokens {
+  imageStart: string;
+  imageEnd: string;
+  imageContext: string;
+}
+
+/** Text of one user turn's content with `nImages` images: placeholders in order, or one per image up front. */
+export function userContent(text: string, nImages: number): string {
+  const placeholders = text.split(IMAGE_PLACEHOLDER).length - 1;
+  if (placeholders === nImages) return text;
+  if (placeholders === 0) return `${IMAGE_PLACEHOLDER}\n`.repeat(nImages) + text;
+  throw new HovleError('INVALID_ARGUMENT', `the message has ${placeholders} ${IMAGE_PLACEHOLDER} placeholders but ${nImages} images`);
+}
+
+export function expandImages(content: string, tilesPerImage: readonly number[], tokensPerTile: number, t: TemplateTokens): string {
+  let i = 0;
+  return content.split(IMAGE_PLACEHOLDER).reduce((acc, part, k) => {
+    if (k === 0) return part;
+    const block = t.imageStart + t.imageContext.repeat(tokensPerTile * tilesPerImage[i++]!) + t.imageEnd;
+    return acc + block + part;
+  }, '');
+}
+
+export function checkTemplate(name: string): void {
+  if (!SUPPORTED_TEMPLATES.includes(name as never)) {
+    throw new HovleError('GGUF_INVALID', `chat template '${name}' is not supported (known: ${SUPPORTED_TEMPLATES.join(', ')})`);
+  }
+}
+
+/** The system block that opens a conversation. */
+export function systemTurn(system: string): string {
+  return `<|im_start|>system\n${system}<|im_end|>`;
+}
+
+/** A user turn (content already expanded) followed by the assistant's opening. */
+export function userTurn(content: string): string {
+  return `<|im_start|>user\n${content}<|im_end|><|im_start|>assistant\n`;
+}
+
+/** Closes an assistant turn whose tokens are already in the cache. */
+export const END_OF_TURN = '<|im_end|>';

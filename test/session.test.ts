@@ -1,0 +1,168 @@
+// The conversation API on the tiny models: the reference's greedy continuations through
+// ask() (template, tokenizer, image pipeline and KV cache together), streaming, sampling,
+// abort, stop strings, follow-up turns and concurrent sessions.
+import { basename, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { convertCheckpoint } from '../src/convert/convert.js';
+import { HovleModel } from '../src/runtime/model.js';
+import { parseGrounding } from '../src/session/grounding.js';
+import { Session } from '../src/session/session.js';
+import { goldenCases, type Variant } from './helpers/golden.js';
+import { FIXTURES, tempDir, TINY, TINY_POST } from './helpers/tmp.js';
+
+const dir = tempDir('session');
+const models: Partial<Record<Variant, HovleModel>> = {};
+
+beforeAll(async () => {
+  for (const [v, hf] of [['hovle-tiny', TINY], ['hovle-tiny-post', TINY_POST]] as const) {
+    const path = join(dir, `${v}.gguf`);
+    await convertCheckpoint(hf, path, { type: 'f32' });
+    models[v] = await HovleModel.load(path);
+  }
+});
+afterAll(() => Object.values(models).forEach((m) => m!.dispose()));
+
+function question(variant: Variant, name: string) {
+  const c = goldenCases(variant).find((x) => x.name === name)! as ReturnType<typeof goldenCases>[number] & { question: string };
+  const images = c.image ? [join(FIXTURES, 'images', basename(c.image))] : [];
+  const expected = c.greedy!.ids.filter((t) => t !== c.greedy!.eos_id);
+  return { c, images, expected };
+}
+
+describe('ask() reproduces the reference greedy continuations', () => {
+  for (const variant of ['hovle-tiny', 'hovle-tiny-post'] as const) {
+    for (const name of ['fjord_max1_en', 'gradient_max6_en', 'text_only_en']) {
+      it(`${variant} ${name}`, async () => {
+        const { c, images, expected } = question(variant, name);
+        const s = await Session.create(models[variant]!, { contextSize: 4096, kvType: 'f32' });
+        const r = await s.ask({ text: c.question, images }, { maxTokens: 16, maxTiles: c.maxTiles ?? undefined });
+        expect(r.tokens).toEqual(expected);
+        expect(r.stopReason).toBe(c.greedy!.ids.includes(c.greedy!.eos_id) ? 'eos' : 'maxTokens');
+        expect(r.stats.promptTokens).toBe(c.seqLen);
+        expect(r.stats.generatedTokens).toBe(expected.length);
+        expect(r.text).toBe(models[variant]!.tokenizer.decode(expected));
+        s.dispose();
+      });
+    }
+  }
+});
+
+describe('streaming, sampling, stopping', () => {
+  it('streamed pieces concatenate to the final text', async () => {
+    const m = models['hovle-tiny']!;
+    const s = await Session.create(m);
+    const gen = s.stream('Hello, who are you?', { maxTokens: 24, temperature: 0.8, seed: 7 });
+    let streamed = '';
+    let r;
+    for (;;) {
+      r = await gen.next();
+      if (r.done) break;
+      streamed += r.value;
+    }
+    expect(streamed).toBe(r.value.text);
+    expect(r.value.tokens.length).toBeGreaterThan(0);
+    s.dispose();
+  });
+
+  it('the same seed gives the same tokens, another seed others', async () => {
+    const m = models['hovle-tiny']!;
+    const run = async (seed: number) => {
+      const s = await Session.create(m);
+      const r = await s.ask('Describe a fjord.', { maxTokens: 20, temperature: 1, topK: 50, topP: 0.95, minP: 0.01, repeatPenalty: 1.1, seed });
+      s.dispose();
+      return r.tokens;
+    };
+    const a = await run(1);
+    expect(await run(1)).toEqual(a);
+    expect(await run(2)).not.toEqual(a);
+  });
+
+  it('an AbortSignal stops generation within one token; the session stays usable', async () => {
+    const m = models['hovle-tiny']!;
+    const s = await Session.create(m);
+    const controller = new AbortController();
+    let seen = 0;
+    await expect(
+      s.ask('Tell me a long story.', { maxTokens: 200, temperature: 1, seed: 3, logitBias: { 998: -Infinity }, signal: controller.signal, onToken: () => { if (++seen === 3) controller.abort(); } }),
+    ).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(seen).toBe(3);
+    const again = await s.ask('And now?', { maxTokens: 4 });
+    expect(again.tokens.length).toBeGreaterThan(0);
+    s.dispose();
+  });
+
+  it('stop strings cut the answer before them; logit bias bans tokens', async () => {
+    const m = models['hovle-tiny']!;
+    const s = await Session.create(m);
+    const free = await s.ask('Hello', { maxTokens: 16, logitBias: { 998: -Infinity } });
+    s.dispose();
+    expect(free.text.length).toBeGreaterThan(4);
+    const stop = free.text.slice(2, 4);
+    const s2 = await Session.create(m);
+    const cut = await s2.ask('Hello', { maxTokens: 16, logitBias: { 998: -Infinity }, stop: [stop] });
+    expect(cut.stopReason).toBe('stop');
+    expect(cut.text).toBe(free.text.slice(0, free.text.indexOf(stop)));
+    s2.dispose();
+  });
+
+  it('a follow-up turn reuses the cached image instead of recomputing it', async () => {
+    const m = models['hovle-tiny']!;
+    const s = await Session.create(m);
+    const first = await s.ask({ text: 'What is this?', images: [join(FIXTURES, 'images', 'gradient.png')] }, { maxTokens: 4, maxTiles: 6 });
+    const cached = s.cachedTokens;
+    expect(cached).toBeGreaterThan(3 * 256);
+    const second = await s.ask('And the colours?', { maxTokens: 4 });
+    expect(second.stats.promptTokens).toBeLessThan(40); // only the new turn (21 tokens here), not the 3-tile image again
+    expect(s.cachedTokens).toBeGreaterThan(cached);
+    expect(first.images[0]!.tiles).toBe(3);
+    s.dispose();
+  });
+
+  it('four concurrent sessions on one model give the same outputs as sequential runs', async () => {
+    const m = models['hovle-tiny']!;
+    const prompts = ['one', 'two words', 'three little words', 'and four of them'];
+    const run = async (p: string) => {
+      const s = await Session.create(m);
+      const r = await s.ask(p, { maxTokens: 8, temperature: 0.7, seed: 11 });
+      s.dispose();
+      return r.tokens;
+    };
+    const sequential = [];
+    for (const p of prompts) sequential.push(await run(p));
+    expect(await Promise.all(prompts.map(run))).toEqual(sequential);
+  });
+
+  it('the event loop keeps turning while a session generates', async () => {
+    const m = models['hovle-tiny']!;
+    const s = await Session.create(m);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    await s.ask({ text: 'Describe', images: [join(FIXTURES, 'images', 'board.jpg')] }, { maxTokens: 8, maxTiles: 6 });
+    clearInterval(timer);
+    expect(ticks).toBeGreaterThan(5);
+    s.dispose();
+  });
+
+  it('bad options and a prompt longer than the context are refused before any work', async () => {
+    const m = models['hovle-tiny']!;
+    const s = await Session.create(m, { contextSize: 128 });
+    await expect(s.ask('x', { temperature: -1 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(s.ask({ text: 'look', images: [join(FIXTURES, 'images', 'fjord.jpg')] })).rejects.toMatchObject({ code: 'CONTEXT_FULL' });
+    expect(s.cachedTokens).toBe(0);
+    s.dispose();
+    await expect(s.ask('x')).rejects.toMatchObject({ code: 'DISPOSED' });
+  });
+});
+
+describe('grounding', () => {
+  it('parses <ref>/<box> answers into pixel boxes', () => {
+    const boxes = parseGrounding('The <ref>red car</ref><box>[[100, 200, 500, 1000]]</box> and <ref>tree</ref><box>[[0,0,10,10],[990,990,1000,1000]]</box>', { width: 640, height: 480 });
+    expect(boxes).toEqual([
+      { label: 'red car', normalized: [100, 200, 500, 1000], box: [64, 96, 320, 480] },
+      { label: 'tree', normalized: [0, 0, 10, 10], box: [0, 0, 6.4, 4.8] },
+      { label: 'tree', normalized: [990, 990, 1000, 1000], box: [633.6, 475.2, 640, 480] },
+    ]);
+    expect(parseGrounding('<ref>x</ref><box>[[not json]]</box>', { width: 1, height: 1 })).toEqual([]);
+  });
+});

@@ -119,6 +119,23 @@ void Context::Truncate(bool llm, int n) {
   past = n;
 }
 
+void Context::CopyCacheFrom(const Context& other) {
+  if (other.model_ != model_ || other.opts_.kv_type != opts_.kv_type || other.opts_.flash_attn != opts_.flash_attn ||
+      other.opts_.n_ctx_emb != opts_.n_ctx_emb || other.opts_.n_ctx_llm != opts_.n_ctx_llm) {
+    throw Error("INVALID_ARGUMENT", "a fork needs the same model and cache settings");
+  }
+  for (bool llm : {false, true}) {
+    const Kv& src = llm ? other.kv_llm_ : other.kv_emb_;
+    Kv& dst = llm ? kv_llm_ : kv_emb_;
+    for (size_t i = 0; i < src.k.size(); ++i) {
+      ggml_backend_tensor_copy(src.k[i], dst.k[i]);
+      ggml_backend_tensor_copy(src.v[i], dst.v[i]);
+    }
+  }
+  n_past_emb_ = other.n_past_emb_;
+  n_past_llm_ = other.n_past_llm_;
+}
+
 float Context::RopeBase(const SegmentHParams& s, int n_total) const {
   if (s.rope_scaling != 2 || s.n_ctx_train <= 0 || n_total <= s.n_ctx_train) return s.rope_base;
   // Dynamic NTK (HF): the base grows with the sequence length past the trained context.

@@ -154,9 +154,13 @@ class Context {
 
   int hidden() const { return model_->hp.emb.n_embd; }
   TaskThread& task_thread() const { return *model_->thread; }
+  const std::shared_ptr<Model>& model() const { return model_; }
   int n_past(bool llm) const { return llm ? n_past_llm_ : n_past_emb_; }
   int n_ctx(bool llm) const { return llm ? opts_.n_ctx_llm : opts_.n_ctx_emb; }
   void Truncate(bool llm, int n);
+  // Copies `other`'s cached positions (same model and cache layout) into this context.
+  void CopyCacheFrom(const Context& other);
+  const ContextOptions& options() const { return opts_; }
 
   std::mutex busy;
 

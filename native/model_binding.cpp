@@ -144,11 +144,18 @@ class ComputeWorker : public ThreadTask {
 
 class CreateContextWorker : public ThreadTask {
  public:
-  CreateContextWorker(Napi::Env env, std::shared_ptr<Model> model, ContextOptions opts)
-      : ThreadTask(env), model_(std::move(model)), opts_(opts) {}
+  CreateContextWorker(Napi::Env env, std::shared_ptr<Model> model, ContextOptions opts, std::shared_ptr<Context> source = nullptr)
+      : ThreadTask(env), model_(std::move(model)), opts_(opts), source_(std::move(source)) {}
 
  protected:
-  void Run() override { ctx_ = std::make_shared<Context>(model_, opts_); }
+  void Run() override {
+    ctx_ = std::make_shared<Context>(model_, opts_);
+    if (source_) {
+      std::unique_lock<std::mutex> lock(source_->busy, std::try_to_lock);
+      if (!lock.owns_lock()) throw Error("BUSY", "cannot fork a context while it computes");
+      ctx_->CopyCacheFrom(*source_);
+    }
+  }
   Napi::Value Result(Napi::Env env) override {
     Napi::Object wrap = AddonData::Get(env).contextCtor.New({});
     ContextWrap::Unwrap(wrap)->ctx = ctx_;
@@ -158,6 +165,7 @@ class CreateContextWorker : public ThreadTask {
  private:
   std::shared_ptr<Model> model_;
   ContextOptions opts_;
+  std::shared_ptr<Context> source_;
   std::shared_ptr<Context> ctx_;
 };
 
@@ -225,6 +233,7 @@ Napi::Function ContextWrap::Define(Napi::Env env) {
       InstanceMethod("llm", &ContextWrap::Llm),
       InstanceMethod("nPast", &ContextWrap::NPast),
       InstanceMethod("truncate", &ContextWrap::Truncate),
+      InstanceMethod("fork", &ContextWrap::Fork),
       InstanceMethod("dispose", &ContextWrap::Dispose),
   });
 }
@@ -239,6 +248,12 @@ std::shared_ptr<Context> ContextWrap::Get(Napi::Env env) {
 Napi::Value ContextWrap::Dispose(const Napi::CallbackInfo& info) {
   ctx.reset();
   return info.Env().Undefined();
+}
+
+Napi::Value ContextWrap::Fork(const Napi::CallbackInfo& info) {
+  std::shared_ptr<Context> c = Get(info.Env());
+  auto* w = new CreateContextWorker(info.Env(), c->model(), c->options(), c);
+  return w->Queue(c->task_thread());
 }
 
 Napi::Value ContextWrap::NPast(const Napi::CallbackInfo& info) {

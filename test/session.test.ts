@@ -119,6 +119,36 @@ describe('streaming, sampling, stopping', () => {
     s.dispose();
   });
 
+  it('prefill + fork: one image prefill, several questions, each answered as if asked alone', async () => {
+    const m = models['hovle-tiny']!;
+    const { c, images, expected } = question('hovle-tiny', 'fjord_max1_en');
+    const base = await Session.create(m, { kvType: 'f32' });
+    const pre = await base.prefill({ text: '<image>\n', images }, { maxTiles: 1 });
+    expect(pre.promptTokens).toBeGreaterThan(256);
+    const a = await base.fork();
+    const b = await base.fork();
+    const ra = await a.ask(c.question.replace('<image>\n', ''), { maxTokens: 16 });
+    expect(ra.tokens).toEqual(expected); // the reference continuation, image computed once
+    expect(ra.stats.promptTokens).toBeLessThan(30);
+    const rb = await b.ask('What colour is the sky?', { maxTokens: 6 });
+    expect(rb.tokens.length).toBeGreaterThan(0);
+    // The base is untouched by its branches and can still be asked.
+    expect(base.cachedTokens).toBe(pre.promptTokens);
+    const rbase = await base.ask(c.question.replace('<image>\n', ''), { maxTokens: 16 });
+    expect(rbase.tokens).toEqual(expected);
+    for (const s of [a, b, base]) s.dispose();
+  });
+
+  it('dispose during generation ends it with DISPOSED and frees nothing in use', async () => {
+    const m = models['hovle-tiny']!;
+    const s = await Session.create(m);
+    const pending = s.ask('Go on and on', { maxTokens: 100, logitBias: { 998: -Infinity }, onToken: () => s.dispose() });
+    await expect(pending).rejects.toMatchObject({ code: 'DISPOSED' });
+    const t = await Session.create(m);
+    expect((await t.ask('still fine?', { maxTokens: 2 })).tokens.length).toBe(2);
+    t.dispose();
+  });
+
   it('four concurrent sessions on one model give the same outputs as sequential runs', async () => {
     const m = models['hovle-tiny']!;
     const prompts = ['one', 'two words', 'three little words', 'and four of them'];

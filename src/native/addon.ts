@@ -117,6 +117,8 @@ export interface NativeContext {
   llm(rows: Float32Array, outputRows: Int32Array | null): Promise<Float32Array>;
   nPast(segment: 'embedding' | 'llm'): number;
   truncate(segment: 'embedding' | 'llm', n: number): void;
+  /** A new context with a copy of this one's cache. */
+  fork(): Promise<NativeContext>;
   dispose(): void;
 }
 

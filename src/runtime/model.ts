@@ -239,6 +239,11 @@ export class ModelContext {
     return { embedding: c.nPast('embedding'), llm: c.nPast('llm') };
   }
 
+  /** A new context holding a copy of this one's cache: branch several continuations from one prefix. */
+  fork(): Promise<ModelContext> {
+    return this.serial(async () => new ModelContext(this.model, await this.ctx().fork(), this.contextSize, this.embeddingContextSize));
+  }
+
   /** Forgets everything after the first `llm` / `embedding` positions. */
   rewind(llm: number, embedding = llm): Promise<void> {
     return this.serial(async () => {

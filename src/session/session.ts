@@ -5,7 +5,7 @@ import { HovleError } from '../errors.js';
 import type { ImageInput } from '../image/preprocess.js';
 import type { ContextOptions, HovleModel, ModelContext, PixelTiles } from '../runtime/model.js';
 import { Sampler, validateSampling, type SamplingOptions } from './sampler.js';
-import { checkTemplate, END_OF_TURN, expandImages, systemTurn, userContent, userTurn } from './template.js';
+import { ASSISTANT_START, checkTemplate, END_OF_TURN, expandImages, systemTurn, USER_START, userContent } from './template.js';
 
 export interface SessionOptions extends Omit<ContextOptions, 'embeddingContextSize'> {
   /** Replaces the model's default system message. */
@@ -51,6 +51,8 @@ export interface AskResult {
 
 export class Session {
   private turns = 0;
+  /** prefill() left a user turn open: the next ask() continues it. */
+  private openTurn = false;
   private disposed = false;
 
   private constructor(
@@ -64,6 +66,52 @@ export class Session {
     const { system, ...ctxOptions } = options;
     const ctx = await model.createContext(ctxOptions);
     return new Session(model, ctx, system ?? model.hparams.chat.systemMessage);
+  }
+
+  /**
+   * Appends the start of a user turn (typically an image plus instructions) without asking
+   * anything yet. Fork the session afterwards and ask each branch its own question: the image
+   * is computed once. The next ask() on this session continues the same turn.
+   */
+  async prefill(message: UserMessage | string, options: Pick<AskOptions, 'maxTiles' | 'signal'> = {}): Promise<{ promptTokens: number; ms: number }> {
+    const t0 = performance.now();
+    const { ids, images } = await this.turnTokens(message, options.maxTiles, false);
+    if (options.signal?.aborted) throw new HovleError('ABORTED', 'prefill was aborted');
+    await this.ctx.evaluate(ids, images, { logits: 'last' });
+    this.turns++;
+    this.openTurn = true;
+    return { promptTokens: ids.length, ms: performance.now() - t0 };
+  }
+
+  /** An independent copy of this conversation (its KV cache copied, not recomputed). */
+  async fork(): Promise<Session> {
+    if (this.disposed) throw new HovleError('DISPOSED', 'the session has been disposed');
+    const s = new Session(this.model, await this.ctx.fork(), this.system);
+    s.turns = this.turns;
+    s.openTurn = this.openTurn;
+    return s;
+  }
+
+  /** Template text of the next turn as tokens, and its preprocessed images. */
+  private async turnTokens(message: UserMessage | string, maxTiles: number | undefined, close: boolean) {
+    if (this.disposed) throw new HovleError('DISPOSED', 'the session has been disposed');
+    const msg = typeof message === 'string' ? { text: message } : message;
+    if (typeof msg.text !== 'string') throw new HovleError('INVALID_ARGUMENT', 'message text must be a string');
+    const images: Array<PixelTiles & { width: number; height: number; grid: [number, number] }> = [];
+    for (const input of msg.images ?? []) images.push(await this.model.preprocessImage(input, maxTiles === undefined ? {} : { maxTiles }));
+    const hp = this.model.hparams;
+    const perTile = Math.round(((hp.vision.imageSize / hp.vision.patchSize) * hp.vision.downsampleRatio) ** 2);
+    const content = expandImages(userContent(msg.text, images.length), images.map((i) => i.tiles), perTile, {
+      imageStart: '<img>', imageEnd: '</img>', imageContext: this.model.vocab.tokens[this.model.vocab.imageContextId]!,
+    });
+    const first = this.turns === 0;
+    let text: string;
+    if (this.openTurn) text = close ? content + END_OF_TURN + ASSISTANT_START : content;
+    else {
+      const open = (first ? systemTurn(this.system) : END_OF_TURN) + USER_START + content;
+      text = close ? open + END_OF_TURN + ASSISTANT_START : open;
+    }
+    return { ids: this.model.tokenizer.encode(text, { addBos: first }), images };
   }
 
   /** Tokens cached so far (the whole conversation). */
@@ -83,8 +131,6 @@ export class Session {
   /** The same as ask(), as an async iterator of text pieces; its return value is the result. */
   async *stream(message: UserMessage | string, options: AskOptions = {}): AsyncGenerator<string, AskResult, void> {
     if (this.disposed) throw new HovleError('DISPOSED', 'the session has been disposed');
-    const msg = typeof message === 'string' ? { text: message } : message;
-    if (typeof msg.text !== 'string') throw new HovleError('INVALID_ARGUMENT', 'message text must be a string');
     validateSampling(options);
     const maxTokens = options.maxTokens ?? 512;
     if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new HovleError('INVALID_ARGUMENT', 'maxTokens must be a positive integer');
@@ -94,26 +140,14 @@ export class Session {
     if (signal?.aborted) throw aborted();
 
     const t0 = performance.now();
-    const images: PixelTiles[] = [];
-    const imageInfo: AskResult['images'] = [];
-    for (const input of msg.images ?? []) {
-      const r = await this.model.preprocessImage(input, options.maxTiles === undefined ? {} : { maxTiles: options.maxTiles });
-      images.push(r);
-      imageInfo.push({ width: r.width, height: r.height, grid: r.grid, tiles: r.tiles });
-    }
-    const hp = this.model.hparams;
-    const perTile = Math.round(((hp.vision.imageSize / hp.vision.patchSize) * hp.vision.downsampleRatio) ** 2);
-    const content = expandImages(userContent(msg.text, images.length), images.map((i) => i.tiles), perTile, {
-      imageStart: '<img>', imageEnd: '</img>', imageContext: this.model.vocab.tokens[this.model.vocab.imageContextId]!,
-    });
-    const first = this.turns === 0;
-    const turnText = (first ? systemTurn(this.system) : END_OF_TURN) + userTurn(content);
-    const ids = this.model.tokenizer.encode(turnText, { addBos: first });
+    const { ids, images } = await this.turnTokens(message, options.maxTiles, true);
+    const imageInfo: AskResult['images'] = images.map((i) => ({ width: i.width, height: i.height, grid: i.grid, tiles: i.tiles }));
     const preprocessMs = performance.now() - t0;
 
     const t1 = performance.now();
     let r = await this.ctx.evaluate(ids, images, { logits: 'last' });
     this.turns++;
+    this.openTurn = false;
     const prefillMs = performance.now() - t1;
 
     const sampler = new Sampler(options);

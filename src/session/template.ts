@@ -42,10 +42,9 @@ export function systemTurn(system: string): string {
   return `<|im_start|>system\n${system}<|im_end|>`;
 }
 
-/** A user turn (content already expanded) followed by the assistant's opening. */
-export function userTurn(content: string): string {
-  return `<|im_start|>user\n${content}<|im_end|><|im_start|>assistant\n`;
-}
-
-/** Closes an assistant turn whose tokens are already in the cache. */
+/** Opens a user turn; its content (images expanded) follows. */
+export const USER_START = '<|im_start|>user\n';
+/** Ends any turn (no newline after it in this template). */
 export const END_OF_TURN = '<|im_end|>';
+/** Opens the assistant's answer. */
+export const ASSISTANT_START = '<|im_start|>assistant\n';

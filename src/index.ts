@@ -24,3 +24,4 @@ export type { SessionOptions, UserMessage, AskOptions, AskResult, AskStats } fro
 export type { SamplingOptions } from './session/sampler.js';
 export { parseGrounding, groundingPrompt } from './session/grounding.js';
 export type { GroundedBox } from './session/grounding.js';
+export { loadModel, createSession } from './api.js';

@@ -176,6 +176,10 @@ export class HovleModel {
   [Symbol.dispose](): void {
     this.dispose();
   }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+  }
 }
 
 async function pickDevice(backend: Backend): Promise<string> {

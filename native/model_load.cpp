@@ -133,9 +133,22 @@ std::shared_ptr<Model> Model::Load(const std::string& path, const HParams& hp, c
         if (t == nullptr) throw Error("GGUF_INVALID", path + ": a layer tensor is missing from the tensor list");
       }
     }
-    for (ggml_tensor* t : {model->patch_b, model->pos_embd, model->fc1_b, model->fc2_b, model->out_norm}) {
+    // Element-wise ops (add, mul) only take float operands, and ggml aborts on anything else:
+    // vectors must be f32/f16; every other tensor a float or block-quantized type.
+    std::vector<ggml_tensor*> vectors = {model->patch_b, model->pos_embd, model->fc1_b, model->fc2_b, model->out_norm};
+    for (const LayerWeights& l : model->layers) {
+      vectors.push_back(l.attn_norm);
+      vectors.push_back(l.ffn_norm);
+    }
+    for (ggml_tensor* t : vectors) {
       if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16) {
         throw Error("GGUF_INVALID", std::string(t->name) + " must be f32 or f16, not " + ggml_type_name(t->type));
+      }
+    }
+    for (const Placed& u : used) {
+      const ggml_type ty = u.t->type;
+      if (ty == GGML_TYPE_I8 || ty == GGML_TYPE_I16 || ty == GGML_TYPE_I32 || ty == GGML_TYPE_I64 || ty == GGML_TYPE_F64) {
+        throw Error("GGUF_INVALID", std::string(u.t->name) + " has type " + ggml_type_name(ty) + ", which no weight may have");
       }
     }
   } catch (...) {

@@ -189,6 +189,33 @@ describe('bad calls fail cleanly before any work', () => {
     await expect(HovleModel.load(m.path, { backend: 'cuda' })).rejects.toMatchObject({ code: 'DEVICE_NOT_FOUND' });
   });
 
+  it('a GGUF whose norm weights are quantized is refused at load, not aborted on at compute', async () => {
+    const { readHfConfig } = await import('../src/convert/hf-config.js');
+    const { readTokenizer } = await import('../src/convert/tokenizer-meta.js');
+    const { writeModel } = await import('../src/convert/model-writer.js');
+    const { ggmlType } = await import('../src/gguf/ggml-types.js');
+    const { hparamsToMetadata } = await import('../src/model/metadata.js');
+    const { concreteTensors } = await import('../src/model/schema.js');
+    const { fileTypeMetadata } = await import('../src/convert/convert.js');
+    const h = await readHfConfig(TINY);
+    const tok = await readTokenizer(TINY, h.vocabSize, '<|im_end|>');
+    const f32 = ggmlType('f32');
+    const planned = concreteTensors(h).map((t) => {
+      const cols = t.dims[0]!;
+      const rows = t.dims.slice(1).reduce((a, b) => a * b, 1);
+      const bad = t.gguf === 'blk.1.ffn_norm.weight';
+      return {
+        name: t.gguf,
+        dims: t.dims,
+        type: bad ? ggmlType('q8_0') : f32,
+        source: { type: f32, rows, cols, read: async (_r: number, n: number) => new Uint8Array(new Float32Array(n * cols).fill(0.5).buffer) },
+      };
+    });
+    const path = join(dir, 'bad-norm.gguf');
+    await writeModel(path, [...hparamsToMetadata(h), ...fileTypeMetadata('f32'), ...tok.metadata], planned);
+    await expect(HovleModel.load(path)).rejects.toMatchObject({ code: 'GGUF_INVALID', message: expect.stringMatching(/blk\.1\.ffn_norm\.weight must be f32 or f16/) });
+  });
+
   it('a model file that is not a HoVLE GGUF', async () => {
     await expect(HovleModel.load(join(TINY, 'config.json'))).rejects.toMatchObject({ code: 'GGUF_INVALID' });
   });

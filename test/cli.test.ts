@@ -109,6 +109,32 @@ describe('hovle eval', () => {
     expect(dh).toBeLessThan(1e-4);
   });
 
+  it('every golden case, both modes, through the CLI with the images as files', async () => {
+    const { goldenCases, goldenF32, goldenI32 } = await import('./helpers/golden.js');
+    const { basename } = await import('node:path');
+    for (const [variant, hfDir] of [['hovle-tiny', 'hovle-tiny'], ['hovle-tiny-post', 'hovle-tiny-post']] as const) {
+      const model = join(dir, `${variant}-all.gguf`);
+      expect(hovle(['convert', fileURLToPath(new URL(`./fixtures/${hfDir}/hf`, import.meta.url)), '-o', model, '--type', 'f32']).code).toBe(0);
+      for (const c of goldenCases(variant)) {
+        const ids = join(dir, `${variant}-${c.name}.json`);
+        writeFileSync(ids, JSON.stringify(Array.from(goldenI32(variant, c, 'input_ids'))));
+        const images = c.image ? ['--image', fileURLToPath(new URL(`./fixtures/images/${basename(c.image)}`, import.meta.url)), '--max-tiles', String(c.maxTiles)] : [];
+        const out = join(dir, 'all.f32');
+        const r = hovle(['eval', '--model', model, '--ids', ids, ...images, '--logits', out]);
+        expect(r.code, `${variant} ${c.name}: ${r.stderr}`).toBe(0);
+        const logits = new Float32Array(readFileSync(out).buffer.slice(0));
+        const g = goldenF32(variant, c, 'logits');
+        const rows = c.files.logits!.rows!;
+        let d = 0;
+        rows.forEach((p, k) => {
+          for (let v = 0; v < 1009; v++) d = Math.max(d, Math.abs(g[k * 1009 + v]! - logits[p * 1009 + v]!));
+        });
+        const longest = Math.max(c.seqLen, c.hdSeqLen ?? 0);
+        expect(d, `${variant} ${c.name}`).toBeLessThan(longest < 1500 ? 1e-3 : longest <= 4000 ? 3e-3 : 1e-2);
+      }
+    }
+  }, 180_000);
+
   it('bad ids and image counts exit 1 with the reason; missing flags exit 2', () => {
     const model = join(dir, 'm.gguf');
     writeFileSync(join(dir, 'bad.json'), '{"not": "an array"}');

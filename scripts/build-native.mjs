@@ -6,6 +6,7 @@
 //   --backends cpu,vulkan,cuda,metal   (env HOVLE_BACKENDS)   cpu is always built
 //   --cpu portable|x86-64-v2|native    (env HOVLE_CPU)
 //   --cuda-arch 87                     (env HOVLE_CUDA_ARCHITECTURES)
+//   --jpeg auto|libjpeg|stb            (env HOVLE_JPEG)
 //   --build-dir build                  (env HOVLE_BUILD_DIR)  product: <dir>/Release/hovle.node
 //   --force                            wipe the CMake build directory first
 //   --debug                            Debug configuration
@@ -25,6 +26,7 @@ const { values: args } = parseArgs({
     backends: { type: 'string' },
     cpu: { type: 'string' },
     'cuda-arch': { type: 'string' },
+    jpeg: { type: 'string' },
     'build-dir': { type: 'string' },
     force: { type: 'boolean', default: false },
     debug: { type: 'boolean', default: false },
@@ -68,6 +70,8 @@ const cpu = args.cpu ?? process.env.HOVLE_CPU;
 if (cpu) defines.HOVLE_CPU = cpu;
 const cudaArch = args['cuda-arch'] ?? process.env.HOVLE_CUDA_ARCHITECTURES;
 if (cudaArch) defines.HOVLE_CUDA_ARCHITECTURES = cudaArch;
+const jpeg = args.jpeg ?? process.env.HOVLE_JPEG;
+if (jpeg) defines.HOVLE_JPEG = jpeg;
 
 if (args.force) rmSync(cmakeDir, { recursive: true, force: true });
 

@@ -150,6 +150,36 @@ describe('hovle eval', () => {
   });
 });
 
+describe('hovle ask', () => {
+  it('answers with the reference greedy continuation (JSON) and streams the same text', async () => {
+    const { goldenCases } = await import('./helpers/golden.js');
+    const { HovleModel } = await import('../src/runtime/model.js');
+    const dir = tempDir('cli-ask');
+    const model = join(dir, 'm.gguf');
+    expect(hovle(['convert', fileURLToPath(new URL('./fixtures/hovle-tiny/hf', import.meta.url)), '-o', model, '--type', 'f32']).code).toBe(0);
+    const c = goldenCases('hovle-tiny').find((x) => x.name === 'fjord_max1_en')! as { greedy: { ids: number[]; eos_id: number } };
+    const m = await HovleModel.load(model);
+    const expected = m.tokenizer.decode(c.greedy.ids.filter((t) => t !== c.greedy.eos_id));
+    m.dispose();
+    const image = fileURLToPath(new URL('./fixtures/images/fjord.jpg', import.meta.url));
+    const args = ['ask', '-m', model, '--image', image, '--max-tiles', '1', '-n', '16', '--kv-type', 'f32', 'Please describe the image shortly.'];
+    const json = hovle([...args, '--json']);
+    expect(json.code, json.stderr).toBe(0);
+    const r = JSON.parse(json.stdout);
+    expect(r.text).toBe(expected);
+    const streamed = hovle(args);
+    expect(streamed.code).toBe(0);
+    expect(streamed.stdout).toBe(expected + '\n');
+    expect(streamed.stderr).toMatch(/tokens, (eos|maxTokens)/);
+  });
+
+  it('usage errors exit 2', () => {
+    expect(hovle(['ask', 'no model']).code).toBe(2);
+    expect(hovle(['ask', '-m', 'x.gguf']).code).toBe(2);
+    expect(hovle(['ask', '--help'])).toMatchObject({ code: 0, stdout: expect.stringContaining('--max-tokens') });
+  });
+});
+
 describe('CommonJS consumers', () => {
   it('can require() the package and call it', () => {
     const root = fileURLToPath(new URL('..', import.meta.url));

@@ -5,12 +5,13 @@ import { join } from 'node:path';
 import { HovleError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { EXIT, UsageError, type Command } from './command.js';
+import { askCommand } from './ask.js';
 import { convertCommand } from './convert.js';
 import { evalCommand } from './eval.js';
 import { infoCommand } from './info.js';
 import { quantizeCommand } from './quantize.js';
 
-const commands: Command[] = [infoCommand, convertCommand, quantizeCommand, evalCommand];
+const commands: Command[] = [askCommand, infoCommand, convertCommand, quantizeCommand, evalCommand];
 
 function mainUsage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

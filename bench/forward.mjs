@@ -4,6 +4,7 @@
 //   node bench/forward.mjs MODEL.gguf [--prompt 512] [--decode 32] [--threads N] [--image-tiles 1] [--flash]
 import { parseArgs } from 'node:util';
 
+import { tokensPerTile } from '../dist/model/hparams.js';
 import { HovleModel } from '../dist/runtime/model.js';
 
 const { values, positionals } = parseArgs({
@@ -27,7 +28,7 @@ let t = performance.now();
 const model = await HovleModel.load(path);
 const loadMs = performance.now() - t;
 const hp = model.hparams;
-const perTile = (hp.vision.imageSize / hp.vision.patchSize) ** 2 * hp.vision.downsampleRatio ** 2;
+const perTile = tokensPerTile(hp.vision);
 const ctx = await model.createContext({
   contextSize: nPrompt + nDecode + 8,
   kvType: values.kv,
@@ -36,7 +37,8 @@ const ctx = await model.createContext({
 });
 // Random token ids (avoiding the special range) stand in for a prompt; an image adds its tiles.
 let seed = 12345;
-const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % 20000) + 300;
+const span = Math.max(1, Math.min(20000, hp.vocabSize - 320));
+const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % span) + 300;
 const ids = [model.vocab.bosId];
 const images = [];
 if (tiles > 0) {

@@ -2,6 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 
 import { HovleError } from '../errors.js';
+import { patchesPerTile } from '../model/hparams.js';
 import { HovleModel, type Backend } from '../runtime/model.js';
 import { EXIT, optionalPositiveInt, UsageError, type Command } from './command.js';
 
@@ -62,8 +63,7 @@ async function run(argv: string[]): Promise<number> {
     const hp = model.hparams;
     const post = hp.vision.pixelShuffleLoc === 'post';
     const tiles = images.reduce((n, i) => n + i.tiles, 0);
-    const patches = (hp.vision.imageSize / hp.vision.patchSize) ** 2;
-    const extra = post ? tiles * patches : 0;
+    const extra = post ? tiles * patchesPerTile(hp.vision) : 0;
     const ctx = await model.createContext({ contextSize: ids.length, embeddingContextSize: ids.length + extra, kvType: 'f32' });
     try {
       const r = await ctx.evaluate(ids as number[], images, { logits: 'all', hidden: Boolean(values.hidden) });

@@ -53,6 +53,11 @@ export function totalBlocks(h: HovleHParams): number {
   return h.embedding.blockCount + h.llm.blockCount;
 }
 
+/** Patches per tile (the conv grid, before pixel shuffle; the HD sequence's rows per tile). */
+export function patchesPerTile(v: VisionHParams): number {
+  return (v.imageSize / v.patchSize) ** 2;
+}
+
 /** Image tokens per tile reaching the LLM (after pixel shuffle). */
 export function tokensPerTile(v: VisionHParams): number {
   const grid = v.imageSize / v.patchSize;

@@ -2,7 +2,7 @@
 // with images. The generation API (sessions, sampling, chat) is built on this.
 import { HovleError } from '../errors.js';
 import { readGguf } from '../gguf/reader.js';
-import type { HovleHParams } from '../model/hparams.js';
+import { patchesPerTile, tokensPerTile, type HovleHParams } from '../model/hparams.js';
 import { hparamsFromMetadata } from '../model/metadata.js';
 import { concreteTensors } from '../model/schema.js';
 import type { NativeContext, NativeModel } from '../native/addon.js';
@@ -273,8 +273,8 @@ export class ModelContext {
     const ctxId = this.model.vocab.imageContextId;
     const side = hp.vision.imageSize;
     const tileFloats = hp.vision.numChannels * side * side;
-    const perTile = (hp.vision.imageSize / hp.vision.patchSize) ** 2 * hp.vision.downsampleRatio ** 2;
-    const patches = (hp.vision.imageSize / hp.vision.patchSize) ** 2;
+    const perTile = tokensPerTile(hp.vision);
+    const patches = patchesPerTile(hp.vision);
     if (ids.length === 0) throw new HovleError('INVALID_ARGUMENT', 'ids must not be empty');
     for (const id of ids) {
       if (!Number.isInteger(id) || id < 0 || id >= V) throw new HovleError('INVALID_ARGUMENT', `token id ${id} is outside the vocabulary (0..${V - 1})`);

@@ -4,7 +4,8 @@
 import { HovleError } from '../errors.js';
 import type { ImageInput } from '../image/preprocess.js';
 import type { ContextOptions, HovleModel, ModelContext, PixelTiles } from '../runtime/model.js';
-import { Sampler, validateSampling, type SamplingOptions } from './sampler.js';
+import { tokensPerTile } from '../model/hparams.js';
+import { Sampler, type SamplingOptions } from './sampler.js';
 import { ASSISTANT_START, checkTemplate, END_OF_TURN, expandImages, systemTurn, USER_START, userContent } from './template.js';
 
 export interface SessionOptions extends Omit<ContextOptions, 'embeddingContextSize'> {
@@ -99,9 +100,7 @@ export class Session {
     if (typeof msg.text !== 'string') throw new HovleError('INVALID_ARGUMENT', 'message text must be a string');
     const images: Array<PixelTiles & { width: number; height: number; grid: [number, number] }> = [];
     for (const input of msg.images ?? []) images.push(await this.model.preprocessImage(input, maxTiles === undefined ? {} : { maxTiles }));
-    const hp = this.model.hparams;
-    const perTile = Math.round(((hp.vision.imageSize / hp.vision.patchSize) * hp.vision.downsampleRatio) ** 2);
-    const content = expandImages(userContent(msg.text, images.length), images.map((i) => i.tiles), perTile, {
+    const content = expandImages(userContent(msg.text, images.length), images.map((i) => i.tiles), tokensPerTile(this.model.hparams.vision), {
       imageStart: '<img>', imageEnd: '</img>', imageContext: this.model.vocab.tokens[this.model.vocab.imageContextId]!,
     });
     const first = this.turns === 0;
@@ -131,7 +130,7 @@ export class Session {
   /** The same as ask(), as an async iterator of text pieces; its return value is the result. */
   async *stream(message: UserMessage | string, options: AskOptions = {}): AsyncGenerator<string, AskResult, void> {
     if (this.disposed) throw new HovleError('DISPOSED', 'the session has been disposed');
-    validateSampling(options);
+    const sampler = new Sampler(options); // validates the sampling options before any work
     const maxTokens = options.maxTokens ?? 512;
     if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new HovleError('INVALID_ARGUMENT', 'maxTokens must be a positive integer');
     const stops = options.stop ?? [];
@@ -150,7 +149,6 @@ export class Session {
     this.openTurn = false;
     const prefillMs = performance.now() - t1;
 
-    const sampler = new Sampler(options);
     const decoder = this.model.tokenizer.decoder();
     const tokens: number[] = [];
     let text = '';

@@ -6,6 +6,7 @@ import type { ImageInput } from '../image/preprocess.js';
 import type { ContextOptions, HovleModel, ModelContext, PixelTiles } from '../runtime/model.js';
 import { tokensPerTile } from '../model/hparams.js';
 import { Sampler, type SamplingOptions } from './sampler.js';
+import { StopMatcher } from './stop.js';
 import { ASSISTANT_START, checkTemplate, END_OF_TURN, expandImages, systemTurn, USER_START, userContent } from './template.js';
 
 export interface SessionOptions extends Omit<ContextOptions, 'embeddingContextSize'> {
@@ -28,7 +29,12 @@ export interface AskOptions extends SamplingOptions {
   onToken?: (text: string, tokenId: number) => void;
   /** Tiles per image (default: the model's). */
   maxTiles?: number;
+  /** Refuse images with more pixels (checked before decoding; default 64 MP). */
+  maxPixels?: number;
 }
+
+/** How a turn's images are preprocessed, and when to give up. */
+type TurnOptions = Pick<AskOptions, 'maxTiles' | 'maxPixels' | 'signal'>;
 
 export interface AskStats {
   preprocessMs: number;
@@ -74,13 +80,30 @@ export class Session {
    * anything yet. Fork the session afterwards and ask each branch its own question: the image
    * is computed once. The next ask() on this session continues the same turn.
    */
-  async prefill(message: UserMessage | string, options: Pick<AskOptions, 'maxTiles' | 'signal'> = {}): Promise<{ promptTokens: number; ms: number }> {
+  async prefill(message: UserMessage | string, options: TurnOptions = {}): Promise<{ promptTokens: number; ms: number }> {
     const t0 = performance.now();
-    const { ids, images } = await this.turnTokens(message, options.maxTiles, false);
+    const { ids, images } = await this.turnTokens(message, options, false);
     if (options.signal?.aborted) throw new HovleError('ABORTED', 'prefill was aborted');
     await this.ctx.evaluate(ids, images, { logits: 'last' });
     this.turns++;
     this.openTurn = true;
+    return { promptTokens: ids.length, ms: performance.now() - t0 };
+  }
+
+  /**
+   * Appends a finished exchange (a user turn and the assistant's reply) without generating
+   * anything: how a client that keeps the conversation itself, such as an HTTP API caller,
+   * replays it. The reply goes through the same template as the answer ask() would have left
+   * in the cache, and the next turn follows it as it would follow that answer.
+   */
+  async appendExchange(message: UserMessage | string, reply: string, options: TurnOptions = {}): Promise<{ promptTokens: number; ms: number }> {
+    if (typeof reply !== 'string') throw new HovleError('INVALID_ARGUMENT', 'reply must be a string');
+    const t0 = performance.now();
+    const { ids, images } = await this.turnTokens(message, options, true, reply);
+    if (options.signal?.aborted) throw new HovleError('ABORTED', 'appendExchange was aborted', { cause: options.signal.reason });
+    await this.ctx.evaluate(ids, images, { logits: 'last' });
+    this.turns++;
+    this.openTurn = false;
     return { promptTokens: ids.length, ms: performance.now() - t0 };
   }
 
@@ -93,22 +116,27 @@ export class Session {
     return s;
   }
 
-  /** Template text of the next turn as tokens, and its preprocessed images. */
-  private async turnTokens(message: UserMessage | string, maxTiles: number | undefined, close: boolean) {
+  /**
+   * Template text of the next turn as tokens, and its preprocessed images. A `reply` follows the
+   * assistant header: tokenized with the turn, as the reference tokenizes a whole history.
+   */
+  private async turnTokens(message: UserMessage | string, options: TurnOptions, close: boolean, reply = '') {
     if (this.disposed) throw new HovleError('DISPOSED', 'the session has been disposed');
     const msg = typeof message === 'string' ? { text: message } : message;
     if (typeof msg.text !== 'string') throw new HovleError('INVALID_ARGUMENT', 'message text must be a string');
     const images: Array<PixelTiles & { width: number; height: number; grid: [number, number] }> = [];
-    for (const input of msg.images ?? []) images.push(await this.model.preprocessImage(input, maxTiles === undefined ? {} : { maxTiles }));
+    const { maxTiles, maxPixels } = options;
+    const preprocess = { ...(maxTiles !== undefined ? { maxTiles } : {}), ...(maxPixels !== undefined ? { maxPixels } : {}) };
+    for (const input of msg.images ?? []) images.push(await this.model.preprocessImage(input, preprocess));
     const content = expandImages(userContent(msg.text, images.length), images.map((i) => i.tiles), tokensPerTile(this.model.hparams.vision), {
       imageStart: '<img>', imageEnd: '</img>', imageContext: this.model.vocab.tokens[this.model.vocab.imageContextId]!,
     });
     const first = this.turns === 0;
     let text: string;
-    if (this.openTurn) text = close ? content + END_OF_TURN + ASSISTANT_START : content;
+    if (this.openTurn) text = close ? content + END_OF_TURN + ASSISTANT_START + reply : content;
     else {
       const open = (first ? systemTurn(this.system) : END_OF_TURN) + USER_START + content;
-      text = close ? open + END_OF_TURN + ASSISTANT_START : open;
+      text = close ? open + END_OF_TURN + ASSISTANT_START + reply : open;
     }
     return { ids: this.model.tokenizer.encode(text, { addBos: first }), images };
   }
@@ -133,13 +161,13 @@ export class Session {
     const sampler = new Sampler(options); // validates the sampling options before any work
     const maxTokens = options.maxTokens ?? 512;
     if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new HovleError('INVALID_ARGUMENT', 'maxTokens must be a positive integer');
-    const stops = options.stop ?? [];
+    const stopper = new StopMatcher(options.stop ?? []);
     const signal = options.signal;
     const aborted = () => new HovleError('ABORTED', 'generation was aborted', { cause: signal?.reason });
     if (signal?.aborted) throw aborted();
 
     const t0 = performance.now();
-    const { ids, images } = await this.turnTokens(message, options.maxTiles, true);
+    const { ids, images } = await this.turnTokens(message, options, true);
     const imageInfo: AskResult['images'] = images.map((i) => ({ width: i.width, height: i.height, grid: i.grid, tiles: i.tiles }));
     const preprocessMs = performance.now() - t0;
 
@@ -164,18 +192,16 @@ export class Session {
         break;
       }
       tokens.push(tok);
-      let piece = decoder.push(tok);
-      const hit = stops.map((s) => (text + piece).indexOf(s)).filter((i) => i >= 0);
-      if (hit.length) {
-        piece = (text + piece).slice(0, Math.min(...hit)).slice(text.length);
+      const { emit, stopped } = stopper.push(decoder.push(tok));
+      if (emit) {
+        text += emit;
+        options.onToken?.(emit, tok);
+        yield emit;
+      }
+      if (stopped) {
         stopReason = 'stop';
+        break;
       }
-      if (piece) {
-        text += piece;
-        options.onToken?.(piece, tok);
-        yield piece;
-      }
-      if (stopReason === 'stop') break;
       if (this.ctx.cached.llm >= this.ctx.contextSize) {
         stopReason = 'contextFull';
         break;
@@ -183,10 +209,11 @@ export class Session {
       r = await this.ctx.evaluate([tok], [], { logits: 'last' });
     }
     if (stopReason !== 'stop') {
-      const tail = decoder.flush();
-      if (tail) {
-        text += tail;
-        yield tail;
+      const { emit, stopped } = stopper.finish(decoder.flush());
+      if (stopped) stopReason = 'stop';
+      if (emit) {
+        text += emit;
+        yield emit;
       }
     }
     const decodeMs = performance.now() - t2;

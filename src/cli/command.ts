@@ -7,6 +7,8 @@ export const EXIT = {
   usage: 2,
   /** The command ran but what it checked did not hold (e.g. `info --check` found a device disagreeing). */
   checkFailed: 3,
+  /** Stopped by Ctrl-C (128 + SIGINT, as shells report it). */
+  interrupted: 130,
 } as const;
 
 export interface Command {

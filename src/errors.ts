@@ -21,6 +21,8 @@ export type HovleErrorCode =
   | 'CHECKPOINT_INVALID'
   /** Reading or writing a file failed. */
   | 'IO_ERROR'
+  /** A download from the Hugging Face hub failed: HTTP error, access refused, connection lost for good, or bytes that do not match the hub's size or sha256. */
+  | 'DOWNLOAD_FAILED'
   /** The caller's AbortSignal fired. */
   | 'ABORTED'
   /** A call on a model or context after dispose(). */

@@ -77,6 +77,9 @@ struct LoadOptions {
   bool mmap = true;            // CPU-resident weights are mapped from the file
   int gpu_layers = -1;         // decoder blocks (counted from the top) on the device; -1: all
   bool vision_on_device = true;  // patch/position embeddings and projection on the device
+  // CPU matmul weights go into ggml's repacked layouts (e.g. Q4_0/Q4_K as 8x8 interleaved
+  // blocks on AVX2), as llama.cpp does by default: faster kernels, at the price of a copy.
+  bool repack = true;
 };
 
 class Model {
@@ -100,6 +103,7 @@ class Model {
 
   ggml_backend_dev_t device = nullptr;
   size_t weight_bytes = 0;
+  size_t repacked_bytes = 0;  // of weight_bytes, held in repacked CPU layouts
   std::vector<bool> layer_on_device;  // per global block
   // Runs every task touching this model's backends (task_thread.h). Contexts and in-flight
   // tasks hold the Model, and with it this thread.

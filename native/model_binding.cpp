@@ -197,6 +197,7 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   std::shared_ptr<Model> m = Get(info.Env());
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("weightBytes", static_cast<double>(m->weight_bytes));
+  o.Set("repackedBytes", static_cast<double>(m->repacked_bytes));
   o.Set("device", ggml_backend_dev_name(m->device));
   int on_device = 0;
   for (bool b : m->layer_on_device) on_device += b;
@@ -351,6 +352,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
     opts.mmap = spec.Get("mmap").ToBoolean();
     opts.gpu_layers = spec.Get("gpuLayers").IsNumber() ? spec.Get("gpuLayers").As<Napi::Number>().Int32Value() : -1;
     opts.vision_on_device = spec.Get("visionOnDevice").ToBoolean();
+    opts.repack = spec.Get("repack").ToBoolean();
   }
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   Napi::Function onProgress = info.Length() > 2 && info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function();

@@ -32,6 +32,38 @@ void CheckSegment(const SegmentHParams& s, const char* what) {
   if (!(s.eps > 0) || !(s.rope_base > 0) || !(s.rope_factor > 0)) bad("eps, RoPE base and factor must be positive");
 }
 
+// The CPU's extra buffer type whose matmul kernels accept `w` (repacked layouts), or null.
+// Asked the way llama.cpp asks: a MUL_MAT with the weight in a zero-size buffer of each type.
+ggml_backend_buffer_type_t RepackBufferType(ggml_tensor* w) {
+  ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+  if (cpu == nullptr || ggml_n_dims(w) != 2) return nullptr;
+  auto get = reinterpret_cast<ggml_backend_dev_get_extra_bufts_t>(
+      ggml_backend_reg_get_proc_address(ggml_backend_dev_backend_reg(cpu), "ggml_backend_dev_get_extra_bufts"));
+  if (get == nullptr) return nullptr;
+  ggml_init_params p{ggml_tensor_overhead() * 4, nullptr, true};
+  ggml_context* c = ggml_init(p);
+  ggml_tensor* x = ggml_new_tensor_2d(c, GGML_TYPE_F32, w->ne[0], 8);
+  ggml_tensor* probe = ggml_new_tensor_2d(c, w->type, w->ne[0], w->ne[1]);
+  ggml_tensor* op = ggml_mul_mat(c, probe, x);
+  ggml_backend_buffer_type_t found = nullptr;
+  for (ggml_backend_buffer_type_t* b = get(cpu); b != nullptr && *b != nullptr && found == nullptr; ++b) {
+    ggml_backend_buffer_t buf = ggml_backend_buft_alloc_buffer(*b, 0);
+    if (buf == nullptr) continue;
+    probe->buffer = buf;
+    if (ggml_backend_dev_supports_op(cpu, op)) found = *b;
+    probe->buffer = nullptr;
+    ggml_backend_buffer_free(buf);
+  }
+  ggml_free(c);
+  return found;
+}
+
+bool IsMatmulWeight(const std::string& role) {
+  static const char* const kRoles[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down", "output", "proj"};
+  for (const char* r : kRoles) if (role == r) return true;
+  return false;
+}
+
 struct FileCloser {
   void operator()(FILE* f) const { if (f) std::fclose(f); }
 };
@@ -220,6 +252,21 @@ std::shared_ptr<Model> Model::Load(const std::string& path, const HParams& hp, c
       progress(done, total);
     }
   };
+
+  // Repacking rewrites the bytes, so those weights cannot be mapped: they are read and copied.
+  std::map<ggml_backend_buffer_type_t, std::vector<Placed*>> repacked;
+  if (opts.repack) {
+    std::vector<Placed*> plain;
+    for (Placed* e : cpu_set) {
+      ggml_backend_buffer_type_t b = IsMatmulWeight(e->role) ? RepackBufferType(e->t) : nullptr;
+      (b ? repacked[b] : plain).push_back(e);
+    }
+    cpu_set.swap(plain);
+  }
+  for (auto& [buft, set] : repacked) {
+    for (Placed* e : set) model->repacked_bytes += ggml_nbytes(e->t);
+    upload(set, buft, "the CPU (repacked weights)");
+  }
 
   bool mapped = false;
 #ifndef _WIN32

@@ -99,6 +99,7 @@ export interface NativeModelSpec {
   mmap: boolean;
   gpuLayers: number;
   visionOnDevice: boolean;
+  repack: boolean;
 }
 
 export interface NativeContextOptions {
@@ -124,7 +125,7 @@ export interface NativeContext {
 
 export interface NativeModel {
   createContext(options: NativeContextOptions): Promise<NativeContext>;
-  info(): { weightBytes: number; device: string; deviceLayers: number };
+  info(): { weightBytes: number; repackedBytes: number; device: string; deviceLayers: number };
   dispose(): void;
 }
 

@@ -28,6 +28,12 @@ export interface LoadModelOptions {
   gpuLayers?: number;
   /** Put the image front end (patch/position embeddings, projection) on the device. Default true. */
   visionOnDevice?: boolean;
+  /**
+   * Store CPU matmul weights in ggml's repacked layouts where the CPU has kernels for them
+   * (Q4_0, Q4_K, IQ4_NL on AVX2; more types on Arm), as llama.cpp does. Faster, but those
+   * weights are copied into memory instead of mapped from the file. Default true.
+   */
+  repack?: boolean;
   signal?: AbortSignal;
   onProgress?: (fraction: number) => void;
 }
@@ -98,6 +104,7 @@ export class HovleModel {
       mmap: options.mmap ?? true,
       gpuLayers: options.gpuLayers ?? -1,
       visionOnDevice: options.visionOnDevice ?? true,
+      repack: options.repack ?? true,
     };
     if (options.gpuLayers !== undefined && (!Number.isInteger(options.gpuLayers) || options.gpuLayers < 0)) {
       throw new HovleError('INVALID_ARGUMENT', 'gpuLayers must be a non-negative integer');
@@ -119,7 +126,7 @@ export class HovleModel {
   }
 
   /** Weight bytes, the device, and how many decoder blocks run on it (0 on the CPU). */
-  info(): { weightBytes: number; device: string; deviceLayers: number } {
+  info(): { weightBytes: number; repackedBytes: number; device: string; deviceLayers: number } {
     return this.nativeModel().info();
   }
 
@@ -215,6 +222,8 @@ export interface EvaluateResult {
   hidden?: Float32Array;
   /** "post" mode: the embedding module's (HD) sequence derived from the ids. */
   hdIds?: Int32Array;
+  /** Wall time of each stage: the image front end, the 8 embedding layers, the 24 LLM layers with the head. */
+  timings: { visionMs: number; embedMs: number; llmMs: number };
 }
 
 /** A KV-cache-holding context. Calls run one at a time (queued). */
@@ -305,15 +314,21 @@ export class ModelContext {
     }
 
     const pixels = concatFloats(images.map((i) => i.data));
+    const t0 = performance.now();
     const imageRows = tiles > 0 ? await c.vision(pixels, tiles, !post) : null;
+    const t1 = performance.now();
     const hidden = await c.embed(embIds, imageRows);
+    const t2 = performance.now();
+    let shuffleMs = 0;
     let llmIn = hidden;
     if (post) {
       // Image rows of the HD output, pixel-shuffled and projected per tile; text rows copied.
       const imgHd = new Float32Array(tiles * patches * H);
       let k = 0;
       for (let i = 0; i < embIds.length; i++) if (embIds[i] === ctxId) imgHd.set(hidden.subarray(i * H, (i + 1) * H), H * k++);
+      const ts = performance.now();
       const proj = await c.shuffleProject(imgHd, tiles);
+      shuffleMs = performance.now() - ts;
       llmIn = new Float32Array(ids.length * H);
       let hd = 0;
       let p = 0;
@@ -330,9 +345,14 @@ export class ModelContext {
         hd++;
       }
     }
+    const t3 = performance.now();
     const logits = await c.llm(llmIn, Int32Array.from(positions));
+    const t4 = performance.now();
     return {
       logits,
+      // In "post" mode the pixel shuffle and projection run after the embedding layers; they are
+      // still the image front end.
+      timings: { visionMs: t1 - t0 + shuffleMs, embedMs: t2 - t1, llmMs: t4 - t3 },
       positions,
       vocabSize: V,
       ...(options.hidden ? { hidden } : {}),

@@ -25,3 +25,7 @@ export type { SamplingOptions } from './session/sampler.js';
 export { parseGrounding, groundingPrompt } from './session/grounding.js';
 export type { GroundedBox } from './session/grounding.js';
 export { loadModel, createSession } from './api.js';
+export { createServer } from './server/server.js';
+export type { HovleServer, ServerOptions, ServerStatus, ServerState } from './server/server.js';
+export { pullModel } from './hub/pull.js';
+export type { PullOptions, PullProgress, PullResult } from './hub/pull.js';

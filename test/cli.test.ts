@@ -180,6 +180,80 @@ describe('hovle ask', () => {
   });
 });
 
+describe('hovle chat', () => {
+  const dir = tempDir('cli-chat');
+  const model = join(dir, 'm.gguf');
+  const image = fileURLToPath(new URL('./fixtures/images/fjord.jpg', import.meta.url));
+  const chat = (input: string, args: string[] = []) => {
+    const r = spawnSync(process.execPath, [cli, 'chat', '-m', model, '-n', '16', '--kv-type', 'f32', '--max-tiles', '1', '-q', ...args], { encoding: 'utf8', input });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+
+  it('answers each piped line in one conversation; /image attaches, /reset forgets', async () => {
+    expect(hovle(['convert', fileURLToPath(new URL('./fixtures/hovle-tiny/hf', import.meta.url)), '-o', model, '--type', 'f32']).code).toBe(0);
+    const { goldenCases } = await import('./helpers/golden.js');
+    const { HovleModel } = await import('../src/runtime/model.js');
+    const { Session } = await import('../src/session/session.js');
+    // The first turn is the golden fjord case (greedy); the second must equal a follow-up asked
+    // through the API on the same conversation.
+    const c = goldenCases('hovle-tiny').find((x) => x.name === 'fjord_max1_en')! as { greedy: { ids: number[]; eos_id: number } };
+    const m = await HovleModel.load(model);
+    const first = m.tokenizer.decode(c.greedy.ids.filter((t) => t !== c.greedy.eos_id));
+    const s = await Session.create(m, { kvType: 'f32' });
+    await s.ask({ text: 'Please describe the image shortly.', images: [image] }, { maxTokens: 16, maxTiles: 1 });
+    const second = (await s.ask('And the colours?', { maxTokens: 16 })).text;
+    const fresh = await Session.create(m, { kvType: 'f32' });
+    const third = (await fresh.ask('And the colours?', { maxTokens: 16 })).text;
+    s.dispose();
+    fresh.dispose();
+    m.dispose();
+
+    const r = chat(`/image ${image}\nPlease describe the image shortly.\nAnd the colours?\n/reset\nAnd the colours?\n`);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe(`${first}\n${second}\n${third}\n`);
+    expect(r.stderr).toContain('[image 1 attached');
+    expect(r.stderr).toContain('[conversation cleared]');
+  });
+
+  it('reports a bad image or command, keeps going, and exits 1 when reading a script', () => {
+    const r = chat('/image /nonexistent.jpg\n/frobnicate\nHi\n/exit\nnot reached\n', ['--stats']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('cannot read /nonexistent.jpg');
+    expect(r.stderr).toContain('unknown command /frobnicate');
+    expect(r.stderr).toMatch(/tokens, (eos|maxTokens)/); // --stats after the one answer
+    expect(r.stdout.split('\n').filter(Boolean).length).toBeLessThanOrEqual(1);
+  });
+
+  it('--help lists the in-chat commands; usage errors exit 2', () => {
+    expect(hovle(['chat', '--help'])).toMatchObject({ code: 0, stdout: expect.stringContaining('/image FILE') });
+    expect(hovle(['chat']).code).toBe(2);
+    expect(hovle(['chat', '-m', model, '--kv-type', 'q4']).code).toBe(2);
+  });
+});
+
+describe('hovle bench', () => {
+  it('measures a model and reports every figure as JSON', () => {
+    const dir = tempDir('cli-bench');
+    const model = join(dir, 'm.gguf');
+    expect(hovle(['convert', fileURLToPath(new URL('./fixtures/hovle-tiny/hf', import.meta.url)), '-o', model, '--type', 'q8_0']).code).toBe(0);
+    const r = hovle(['bench', '-m', model, '--json', '--reps', '1', '--prompts', '64', '--depths', '0,32', '--decode', '4', '--tiles', '1,2']);
+    expect(r.code, r.stderr).toBe(0);
+    const b = JSON.parse(r.stdout);
+    expect(b.weightTypes.q8_0).toBeGreaterThan(0);
+    expect(Object.keys(b.decodeTokensPerSecond)).toEqual(['0', '32']);
+    expect(Object.keys(b.imageFrontEndMs)).toEqual(['1', '2']);
+    expect(b.imagePrefill['1'].tokens).toBe(20 + 256 + 24);
+    expect(Object.keys(b.imagePrefill)).toEqual(['1']);
+    for (const s of [b.prefillTokensPerSecond['64'], b.decodeTokensPerSecond['32'], b.timeToFirstTokenMs, b.loadWarmMs]) {
+      expect(s.runs).toBe(1);
+      expect(s.median).toBeGreaterThan(0);
+    }
+    expect(b.peakRssBytes).toBeGreaterThan(b.fileBytes);
+    expect(hovle(['bench', '--help']).stdout).toContain('--depths');
+    expect(hovle(['bench', '-m', model, '--depths', 'x']).code).toBe(2);
+  });
+});
+
 describe('CommonJS consumers', () => {
   it('can require() the package and call it', () => {
     const root = fileURLToPath(new URL('..', import.meta.url));

@@ -6,12 +6,18 @@ import { HovleError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { EXIT, UsageError, type Command } from './command.js';
 import { askCommand } from './ask.js';
+import { benchCommand } from './bench.js';
+import { chatCommand } from './chat.js';
 import { convertCommand } from './convert.js';
 import { evalCommand } from './eval.js';
 import { infoCommand } from './info.js';
+import { pullCommand } from './pull.js';
 import { quantizeCommand } from './quantize.js';
+import { serveCommand } from './serve.js';
 
-const commands: Command[] = [askCommand, infoCommand, convertCommand, quantizeCommand, evalCommand];
+const commands: Command[] = [
+  askCommand, chatCommand, serveCommand, pullCommand, convertCommand, quantizeCommand, infoCommand, benchCommand, evalCommand,
+];
 
 function mainUsage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

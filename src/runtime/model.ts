@@ -267,6 +267,29 @@ export class ModelContext {
   }
 
   /**
+   * The image front end alone (patch embedding, position embedding and, in "pre" mode, pixel
+   * shuffle and projection): the rows that stand for the images' <IMG_CONTEXT> tokens in the
+   * embedding module's input, [tiles x rows per tile x hidden]. Leaves the cache untouched.
+   */
+  encodeImages(images: readonly PixelTiles[]): Promise<Float32Array> {
+    return this.serial(async () => {
+      const c = this.ctx();
+      const hp = this.model.hparams;
+      const side = hp.vision.imageSize;
+      const tileFloats = hp.vision.numChannels * side * side;
+      let tiles = 0;
+      for (const img of images) {
+        if (!(img.data instanceof Float32Array) || !Number.isInteger(img.tiles) || img.tiles < 1 || img.data.length !== img.tiles * tileFloats) {
+          throw new HovleError('INVALID_ARGUMENT', `each image needs tiles x 3 x ${side} x ${side} floats`);
+        }
+        tiles += img.tiles;
+      }
+      if (tiles === 0) throw new HovleError('INVALID_ARGUMENT', 'no images to encode');
+      return c.vision(concatFloats(images.map((i) => i.data)), tiles, hp.vision.pixelShuffleLoc !== 'post');
+    });
+  }
+
+  /**
    * Appends `ids` (with every image's <IMG_CONTEXT> run already expanded, 256 per tile) and the
    * images' pixels to the cache, and returns the requested logits.
    */

@@ -1,0 +1,233 @@
+#!/usr/bin/env node
+// The benchmark suite (`npm run bench`): the full-size synthetic HoVLE at several types, each in
+// its own process (`hovle bench --json`, so peak RSS is that model's), next to llama.cpp's
+// llama-bench built from the same pinned source on an InternLM2 GGUF of the same decoder shapes,
+// and this machine's memory read bandwidth (the ceiling for decode). Prints a table and writes
+// BENCHMARKS.md. Models are generated on first use (random weights; see scripts/).
+//
+//   npm run bench -- [--types f16,q8_0,q4_0,q4_k_m] [--threads N] [--reps 3] [--quick]
+//                    [--models DIR] [--no-peer] [--flash] [--out BENCHMARKS.md]
+//
+// --quick: 2 repetitions, prompts of 512, decode depths 0 and 1024 (minutes instead of an hour
+// on 2 cores). Timing runs want a quiet machine: nothing else should be using the CPU.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync, mkdirSync, statSync } from 'node:fs';
+import { cpus, homedir, totalmem, type as osType, release } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const { values: args } = parseArgs({
+  options: {
+    types: { type: 'string', default: 'f16,q8_0,q4_0,q4_k_m' },
+    threads: { type: 'string' },
+    reps: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    models: { type: 'string' },
+    'no-peer': { type: 'boolean', default: false },
+    flash: { type: 'boolean', default: false },
+    out: { type: 'string', default: join(root, 'BENCHMARKS.md') },
+  },
+  strict: true,
+});
+
+const types = args.types.split(',');
+const threads = Number(args.threads ?? physicalCores());
+const reps = Number(args.reps ?? (args.quick ? 2 : 3));
+const prompts = args.quick ? [512] : [2048];
+const depths = args.quick ? [0, 1024] : [0, 1024, 4096];
+const decodeTokens = 32;
+const modelsDir = resolve(args.models ?? process.env.HOVLE_BENCH_MODELS ?? join(homedir(), '.cache', 'hovle', 'bench'));
+mkdirSync(modelsDir, { recursive: true });
+const log = (m) => process.stderr.write(`[bench] ${m}\n`);
+
+function physicalCores() {
+  // ggml runs best with one thread per physical core; /proc/cpuinfo tells them apart from SMT siblings.
+  try {
+    const info = readFileSync('/proc/cpuinfo', 'utf8');
+    const cores = new Set(info.split('\n\n').filter(Boolean).map((b) => `${/physical id\s*:\s*(\d+)/.exec(b)?.[1]}-${/core id\s*:\s*(\d+)/.exec(b)?.[1]}`));
+    if (cores.size > 0) return cores.size;
+  } catch {}
+  return cpus().length;
+}
+
+function run(cmd, argv, opts = {}) {
+  const r = spawnSync(cmd, argv, { encoding: 'utf8', maxBuffer: 64 << 20, ...opts });
+  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed (${r.status}):\n${r.stderr?.slice(-4000)}`);
+  return r;
+}
+
+/** Runs argv under GNU time for the child's peak RSS; returns stdout and the RSS in bytes. */
+function timed(cmd, argv) {
+  const r = run('/usr/bin/time', ['-f', 'MAXRSS_KB=%M', cmd, ...argv]);
+  const kb = Number(/MAXRSS_KB=(\d+)/.exec(r.stderr)?.[1] ?? NaN);
+  return { stdout: r.stdout, stderr: r.stderr, peakRssBytes: kb * 1024 };
+}
+
+/** Empties the page cache when allowed (root), so the next load reads the file from disk. */
+function dropCaches() {
+  try {
+    execFileSync('sync');
+    writeFileSync('/proc/sys/vm/drop_caches', '3');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function spread(values) {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return { median: s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2, min: s[0], max: s[s.length - 1], runs: s.length };
+}
+
+// --- inputs -----------------------------------------------------------------------------------
+const ours = Object.fromEntries(types.map((t) => [t, join(modelsDir, `hovle-2b-${t}.gguf`)]));
+for (const [t, path] of Object.entries(ours)) {
+  if (existsSync(path)) continue;
+  log(`writing the synthetic HoVLE ${t} (once): ${path}`);
+  run(process.execPath, [join(root, 'scripts', 'make-synthetic-model.mjs'), 'gguf', '-o', path, '--type', t], { stdio: ['ignore', 'ignore', 'inherit'] });
+}
+
+let peer = null;
+if (!args['no-peer']) {
+  log('building llama.cpp (llama-bench, llama-quantize) from the pinned source, if needed');
+  const built = JSON.parse(run(process.execPath, [join(root, 'scripts', 'build-llama-peer.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] }).stdout.trim().split('\n').pop());
+  log('writing the InternLM2 peer models, if needed');
+  run(process.execPath, [join(root, 'scripts', 'make-internlm2-peer.mjs'), modelsDir, '--types', types.join(','), '--quantize', built['llama-quantize']], { stdio: ['ignore', 'pipe', 'inherit'] });
+  peer = { bench: built['llama-bench'], build: built, models: Object.fromEntries(types.map((t) => [t, join(modelsDir, `internlm2-hovle-peer-${t}.gguf`)])) };
+}
+
+// --- memory bandwidth -------------------------------------------------------------------------
+const membw = join(root, 'build-peer', 'membw');
+mkdirSync(dirname(membw), { recursive: true });
+if (!existsSync(membw) || statSync(membw).mtimeMs < statSync(join(root, 'bench', 'membw.c')).mtimeMs) {
+  run('cc', ['-O3', '-march=native', '-fopenmp', join(root, 'bench', 'membw.c'), '-o', membw]);
+}
+const bandwidth = Number(run(membw, ['2048', String(threads)]).stdout.trim());
+log(`memory read bandwidth, ${threads} threads: ${(bandwidth / 1e9).toFixed(1)} GB/s`);
+
+// --- measurements -----------------------------------------------------------------------------
+const cli = join(root, 'dist', 'cli', 'main.js');
+const results = [];
+for (const t of types) {
+  const cold = dropCaches();
+  log(`hovle ${t}${cold ? ' (page cache dropped: first load is cold)' : ''}`);
+  const argv = [cli, 'bench', '-m', ours[t], '--json', '--threads', String(threads), '--reps', String(reps),
+    '--prompts', prompts.join(','), '--depths', depths.join(','), '--decode', String(decodeTokens), '--tiles', '1,7',
+    ...(args.flash ? ['--flash'] : [])];
+  const r = timed(process.execPath, argv);
+  const hovle = JSON.parse(r.stdout);
+  hovle.coldLoad = cold;
+  let llama = null;
+  if (peer) {
+    log(`llama-bench ${t}`);
+    const common = ['-m', peer.models[t], '-t', String(threads), '-r', String(reps), '-o', 'json', '-fa', args.flash ? '1' : '0'];
+    const pp = timed(peer.bench, [...common, '-p', [300, ...prompts].join(','), '-n', '0']);
+    const tg = timed(peer.bench, [...common, '-p', '0', '-n', String(decodeTokens), '-d', depths.join(',')]);
+    const rows = [...JSON.parse(pp.stdout), ...JSON.parse(tg.stdout)];
+    const find = (p, n, d) => rows.find((x) => x.n_prompt === p && x.n_gen === n && (x.n_depth ?? 0) === d);
+    llama = {
+      file: peer.models[t],
+      fileBytes: statSync(peer.models[t]).size,
+      prefill: Object.fromEntries([300, ...prompts].map((p) => [p, spread(find(p, 0, 0).samples_ts)])),
+      decode: Object.fromEntries(depths.map((d) => [d, spread(find(0, decodeTokens, d).samples_ts)])),
+      peakRssBytes: Math.max(pp.peakRssBytes, tg.peakRssBytes),
+    };
+  }
+  results.push({ type: t, hovle, llama, peakRssBytes: r.peakRssBytes });
+  // Written after every model, so a long run that is stopped keeps what it measured.
+  report(results.length === types.length);
+}
+
+// --- report -----------------------------------------------------------------------------------
+function report(final) {
+  const MiB = 1024 * 1024;
+  const f1 = (x) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(1));
+  const f2 = (x) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(2));
+  const sp = (s, f = f1) => (s ? `${f(s.median)} (${f(s.min)}-${f(s.max)})` : '-');
+  const ratio = (a, b) => (a && b ? f2(a.median / b.median) : '-');
+
+  const rows = [];
+  for (const { type, hovle: h, llama: l, peakRssBytes } of results) {
+    const P = String(prompts[prompts.length - 1]);
+    const img1 = h.imagePrefill['1'];
+    const frontShare = img1.frontEndShare.median;
+    const budget = h.fileBytes + h.kvBytes + 150 * MiB;
+    rows.push({
+      type,
+      file: `${(h.fileBytes / MiB).toFixed(0)} MiB`,
+      load: `${h.loadFirstMs.toFixed(0)}${h.coldLoad ? ' cold' : ''} / ${h.loadWarmMs.median.toFixed(0)} warm`,
+      front: `${sp(h.imageFrontEndMs['1'], (x) => x.toFixed(0))} / ${sp(h.imageFrontEndMs['7'], (x) => x.toFixed(0))}`,
+      frontShare: `${(frontShare * 100).toFixed(1)}%`,
+      ppImage: sp(img1.tokensPerSecond),
+      ppImageRatio: l ? ratio(img1.tokensPerSecond, l.prefill[300]) : '-',
+      pp: sp(h.prefillTokensPerSecond[P]),
+      ppPeer: l ? sp(l.prefill[P]) : '-',
+      ppRatio: l ? ratio(h.prefillTokensPerSecond[P], l.prefill[P]) : '-',
+      tg: depths.map((d) => sp(h.decodeTokensPerSecond[d], f2)).join(' / '),
+      tgPeer: l ? depths.map((d) => sp(l.decode[d], f2)).join(' / ') : '-',
+      tgRatio: l ? depths.map((d) => ratio(h.decodeTokensPerSecond[d], l.decode[d])).join(' / ') : '-',
+      bound: `${f1(bandwidth / h.bytesPerToken)} tok/s; at ${((h.decodeTokensPerSecond['0'].median * h.bytesPerToken) / bandwidth * 100).toFixed(0)}%`,
+      ttft: sp(h.timeToFirstTokenMs, (x) => x.toFixed(0)),
+      rss: `${(peakRssBytes / MiB).toFixed(0)} MiB (budget ${(budget / MiB).toFixed(0)}${peakRssBytes <= budget ? ', met' : ', OVER'})${l ? `; llama.cpp ${(l.peakRssBytes / MiB).toFixed(0)}` : ''}`,
+    });
+  }
+
+  const columns = [
+    ['type', 'type'], ['file', 'GGUF'], ['load', 'load ms'], ['front', 'image front end ms, 1 / 7 tiles'],
+    ['frontShare', 'front end / its 256-token prefill'], ['ppImage', 'prefill tok/s, 1-tile image prompt (300)'],
+    ['ppImageRatio', 'vs llama.cpp pp300'], ['pp', `prefill tok/s, ${prompts.at(-1)} text`], ['ppPeer', `llama.cpp pp${prompts.at(-1)}`],
+    ['ppRatio', 'prefill ratio'], ['tg', `decode tok/s at depth ${depths.join(' / ')}`], ['tgPeer', 'llama.cpp decode'],
+    ['tgRatio', 'decode ratio'], ['bound', 'decode bandwidth bound; ours at'], ['ttft', 'first token ms, 448x448 + question'],
+    ['rss', 'peak RSS (budget GGUF + KV + 150 MiB)'],
+  ];
+
+  // One table per model (transposed: the columns are too many for a terminal).
+  function tableFor(r) {
+    const w = Math.max(...columns.map(([, h]) => h.length));
+    return columns.map(([k, h]) => `${h.padEnd(w)}  ${r[k]}`).join('\n');
+  }
+
+  const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).stdout?.trim() || 'unknown';
+  const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8' }).stdout?.trim() ? ' (with uncommitted changes)' : '';
+  const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
+  const date = new Date().toISOString().slice(0, 10);
+  const header = [
+    `machine: ${cpuModel}, ${cpus().length} logical CPUs, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${osType()} ${release()}`,
+    `hovle ${commit}${dirty}, ${date}, node ${process.version}; llama.cpp ${peer ? peer.build.commit?.slice(0, 12) ?? '' : 'not run'} (same pinned source)`,
+    `settings: CPU, ${threads} threads, ${reps} repetitions (median (min-max)), KV f16, flash attention ${args.flash ? 'on' : 'off'} for both; ` +
+      `prompts ${prompts.join(',')}, decode ${decodeTokens} tokens at depths ${depths.join(', ')}`,
+    `memory read bandwidth: ${(bandwidth / 1e9).toFixed(1)} GB/s (bench/membw.c, ${threads} threads)`,
+  ];
+  const text = [...header, '', ...results.map((_, i) => `## ${rows[i].type}\n${tableFor(rows[i])}`)].join('\n');
+  if (final) process.stdout.write(text + '\n');
+
+  const md = [
+    '# Benchmarks',
+    '',
+    'Written by `npm run bench` (bench/run.mjs); do not edit by hand. Models are the full-size',
+    'synthetic HoVLE (random weights, real 2.6B shapes) and, for llama.cpp, an InternLM2 GGUF with',
+    'the same 32 decoder layers, widths and vocabulary, quantized by llama.cpp itself. Ratios are',
+    'ours / llama.cpp (above 1 is faster). The decode bound is memory bandwidth / weight bytes read',
+    'per token.',
+    '',
+    ...header.map((h) => `- ${h}`),
+    '',
+    // Transposed: one column per model, one row per measurement.
+    `| measurement | ${rows.map((r) => r.type).join(' | ')} |`,
+    `|---|${rows.map(() => '---').join('|')}|`,
+    ...columns.filter(([k]) => k !== 'type').map(([k, h]) => `| ${h} | ${rows.map((r) => r[k]).join(' | ')} |`),
+    '',
+    '<details><summary>raw results (JSON)</summary>',
+    '',
+    '```json',
+    JSON.stringify({ bandwidth, threads, reps, prompts, depths, results }, null, 1),
+    '```',
+    '</details>',
+    '',
+  ].join('\n');
+  writeFileSync(args.out, md);
+  log(`wrote ${args.out}${final ? '' : ` (${results.length} of ${types.length} models so far)`}`);
+}

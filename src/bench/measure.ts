@@ -1,0 +1,262 @@
+// Speed and memory of one GGUF in this process: what `hovle bench` prints and what bench/run.mjs
+// collects per model (one process per model, so peak RSS belongs to that model alone).
+// Prompts are random token ids outside the special range and synthetic pixels, so the numbers
+// measure compute, not the tokenizer or a particular picture (time to first token does include
+// the real image pipeline on a 448x448 frame).
+import { readGguf } from '../gguf/reader.js';
+import { tokensPerTile } from '../model/hparams.js';
+import { HovleModel, type ContextOptions, type LoadModelOptions, type ModelContext, type PixelTiles } from '../runtime/model.js';
+import { Session } from '../session/session.js';
+
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  runs: number;
+}
+
+export interface BenchOptions {
+  load?: Omit<LoadModelOptions, 'signal' | 'onProgress'>;
+  context?: Pick<ContextOptions, 'kvType' | 'flashAttention' | 'threads'>;
+  /** Repetitions of each measurement (default 3). */
+  reps?: number;
+  /** Text prompt lengths for prefill (default [2048]). */
+  prompts?: number[];
+  /** Cached positions before each decode measurement (default [0, 1024, 4096]). */
+  depths?: number[];
+  /** Tokens generated per decode measurement (default 32). */
+  decodeTokens?: number;
+  /** Tiles per image-prompt measurement (default [1, 7]: one tile, and 6 tiles + thumbnail). */
+  imageTiles?: number[];
+  /** Called before each measurement, for progress output. */
+  onStep?: (label: string) => void;
+}
+
+export interface BenchResult {
+  model: string;
+  fileBytes: number;
+  /** ggml types of the 2-D weights, e.g. { q4_K: 195, q6_K: 33 }. */
+  weightTypes: Record<string, number>;
+  /** Bytes of weights read for one decode step at depth 0 (every decoder block and the head). */
+  bytesPerToken: number;
+  kvBytes: number;
+  device: string;
+  threads: number | undefined;
+  kvType: string;
+  flashAttention: boolean;
+  /** First load in the process (cold if the page cache was dropped beforehand), then reloads. */
+  loadFirstMs: number;
+  loadWarmMs: Spread;
+  /** The image front end (patch embedding, pixel shuffle, projection) per tile count. */
+  imageFrontEndMs: Record<string, Spread>;
+  /**
+   * Prefill of a 1-tile image prompt (about 300 tokens); frontEndShare is the front end's time
+   * over the prefill time of the image's own tokens.
+   */
+  imagePrefill: Record<string, { tokens: number; tokensPerSecond: Spread; frontEndShare: Spread }>;
+  prefillTokensPerSecond: Record<string, Spread>;
+  decodeTokensPerSecond: Record<string, Spread>;
+  /** A fresh session asked about one 448x448 RGB frame: image pipeline, prefill, first sample. */
+  timeToFirstTokenMs: Spread;
+  peakRssBytes: number;
+}
+
+export function spread(values: number[]): Spread {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  const median = s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+  return { median, min: s[0]!, max: s[s.length - 1]!, runs: s.length };
+}
+
+/** A deterministic stream of ordinary token ids (no specials), so runs are repeatable. */
+function tokenSource(model: HovleModel): () => number {
+  let seed = 12345;
+  const lo = 300;
+  const span = Math.max(1, Math.min(20000, model.hparams.vocabSize - lo - 16));
+  return () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % span) + lo;
+}
+
+function syntheticTiles(model: HovleModel, tiles: number): PixelTiles {
+  const side = model.hparams.vision.imageSize;
+  const data = new Float32Array(tiles * 3 * side * side);
+  let s = 7;
+  for (let i = 0; i < data.length; i++) data[i] = ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 31) - 1;
+  return { data, tiles };
+}
+
+/** A 448x448 RGB frame with some structure (gradients and stripes), as a camera would deliver. */
+function syntheticFrame(side: number) {
+  const data = Buffer.alloc(side * side * 3);
+  for (let y = 0; y < side; y++) {
+    for (let x = 0; x < side; x++) {
+      const o = (y * side + x) * 3;
+      data[o] = (x * 255) / side;
+      data[o + 1] = (y * 255) / side;
+      data[o + 2] = ((x >> 4) + (y >> 4)) % 2 ? 200 : 40;
+    }
+  }
+  return { raw: { data, width: side, height: side, format: 'rgb' as const } };
+}
+
+function kvBytes(model: HovleModel, contextSize: number, kvType: string): number {
+  const per = kvType === 'f32' ? 4 : kvType === 'q8_0' ? 34 / 32 : 2;
+  let total = 0;
+  for (const [seg, ctx] of [[model.hparams.embedding, model.hparams.vision.pixelShuffleLoc === 'post' ? 4 * contextSize : contextSize], [model.hparams.llm, contextSize]] as const) {
+    const headDim = seg.embeddingLength / seg.headCount;
+    total += seg.blockCount * 2 * ctx * seg.headCountKv * headDim * per;
+  }
+  return Math.round(total);
+}
+
+export async function benchModel(path: string, options: BenchOptions = {}): Promise<BenchResult> {
+  const reps = options.reps ?? 3;
+  const prompts = options.prompts ?? [2048];
+  const depths = options.depths ?? [0, 1024, 4096];
+  const nDecode = options.decodeTokens ?? 32;
+  const tileCounts = options.imageTiles ?? [1, 7];
+  const step = options.onStep ?? (() => undefined);
+  const kvType = options.context?.kvType ?? 'f16';
+  const flashAttention = options.context?.flashAttention ?? kvType === 'q8_0';
+
+  const gguf = await readGguf(path);
+  const weightTypes: Record<string, number> = {};
+  let bytesPerToken = 0;
+  for (const t of gguf.tensors) {
+    if (t.dims.filter((d) => d > 1).length >= 2) weightTypes[t.type.name] = (weightTypes[t.type.name] ?? 0) + 1;
+    // A decode step reads every block's weights and the head; of the token table only one row.
+    if (t.name.startsWith('blk.') || t.name.startsWith('output')) bytesPerToken += t.size;
+  }
+
+  step('load');
+  let t = performance.now();
+  let model = await HovleModel.load(path, options.load ?? {});
+  const loadFirstMs = performance.now() - t;
+  const warm: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    model.dispose();
+    t = performance.now();
+    model = await HovleModel.load(path, options.load ?? {});
+    warm.push(performance.now() - t);
+  }
+
+  const next = tokenSource(model);
+  const perTile = tokensPerTile(model.hparams.vision);
+  const maxPrompt = Math.max(...prompts, perTile + 44);
+  const contextSize = Math.max(maxPrompt, ...depths.map((d) => d + nDecode)) + 16;
+  const ctxOptions: ContextOptions = { ...options.context, flashAttention, kvType: kvType as ContextOptions['kvType'], contextSize };
+  const ctx: ModelContext = await model.createContext(ctxOptions);
+  const ids = (n: number, first = true) => {
+    const out = first ? [model.vocab.bosId] : [];
+    while (out.length < n) out.push(next());
+    return out;
+  };
+
+  const imageFrontEndMs: BenchResult['imageFrontEndMs'] = {};
+  for (const tiles of tileCounts) {
+    step(`image front end, ${tiles} tile${tiles > 1 ? 's' : ''}`);
+    const px = syntheticTiles(model, tiles);
+    const runs: number[] = [];
+    for (let i = 0; i < reps; i++) {
+      t = performance.now();
+      await ctx.encodeImages([px]);
+      runs.push(performance.now() - t);
+    }
+    imageFrontEndMs[String(tiles)] = spread(runs);
+  }
+
+  // A one-tile image prompt with text around it to about 300 tokens, as a short question makes.
+  step('prefill, 1-tile image prompt');
+  const imagePrefill: BenchResult['imagePrefill'] = {};
+  {
+    const px = syntheticTiles(model, 1);
+    const prompt = [...ids(20), ...Array(perTile).fill(model.vocab.imageContextId), ...ids(24, false)];
+    const tps: number[] = [];
+    const share: number[] = [];
+    for (let i = 0; i < reps; i++) {
+      await ctx.rewind(0);
+      t = performance.now();
+      const r = await ctx.evaluate(prompt, [px], { logits: 'last' });
+      const ms = performance.now() - t;
+      tps.push(prompt.length / (ms / 1000));
+      // The front end against the prefill of its own image tokens (their share of the prompt).
+      share.push(r.timings.visionMs / ((ms - r.timings.visionMs) * (perTile / prompt.length)));
+    }
+    imagePrefill['1'] = { tokens: prompt.length, tokensPerSecond: spread(tps), frontEndShare: spread(share) };
+  }
+
+  const prefillTokensPerSecond: BenchResult['prefillTokensPerSecond'] = {};
+  for (const n of prompts) {
+    step(`prefill ${n} tokens`);
+    const prompt = ids(n);
+    const runs: number[] = [];
+    for (let i = 0; i < reps; i++) {
+      await ctx.rewind(0);
+      t = performance.now();
+      await ctx.evaluate(prompt, [], { logits: 'last' });
+      runs.push(n / ((performance.now() - t) / 1000));
+    }
+    prefillTokensPerSecond[String(n)] = spread(runs);
+  }
+
+  // Each depth is filled once (untimed; a deeper one extends the shallower fill) and decoding
+  // rewinds to it between repetitions, so a 4096-deep measurement costs one 4096-token prefill.
+  const decodeTokensPerSecond: BenchResult['decodeTokensPerSecond'] = {};
+  await ctx.rewind(0);
+  let filled = 0;
+  for (const depth of [...depths].sort((a, b) => a - b)) {
+    step(`decode at depth ${depth}`);
+    if (depth > filled) {
+      await ctx.evaluate(ids(depth - filled, filled === 0), [], { logits: 'last' });
+      filled = depth;
+    }
+    const runs: number[] = [];
+    for (let i = 0; i < reps; i++) {
+      await ctx.rewind(filled);
+      let tok = filled === 0 ? model.vocab.bosId : next();
+      t = performance.now();
+      for (let k = 0; k < nDecode; k++) {
+        const r = await ctx.evaluate([tok], [], { logits: 'last' });
+        // The argmax keeps the work per step the same as greedy decoding without a sampler's cost.
+        let best = 0;
+        for (let v = 1; v < r.logits.length; v++) if (r.logits[v]! > r.logits[best]!) best = v;
+        tok = best;
+      }
+      runs.push(nDecode / ((performance.now() - t) / 1000));
+    }
+    decodeTokensPerSecond[String(depth)] = spread(runs);
+    await ctx.rewind(filled);
+  }
+  ctx.dispose();
+
+  step('time to first token');
+  const side = model.hparams.vision.imageSize;
+  const ttft: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const session = await Session.create(model, { ...ctxOptions, contextSize: 1024 });
+    const r = await session.ask({ text: 'What is in front of the robot?', images: [syntheticFrame(side)] }, { maxTokens: 1 });
+    ttft.push(r.stats.timeToFirstTokenMs);
+    session.dispose();
+  }
+
+  const result: BenchResult = {
+    model: path,
+    fileBytes: gguf.fileSize,
+    weightTypes,
+    bytesPerToken,
+    kvBytes: kvBytes(model, contextSize, kvType),
+    device: model.device,
+    threads: options.context?.threads,
+    kvType,
+    flashAttention,
+    loadFirstMs,
+    loadWarmMs: spread(warm),
+    imageFrontEndMs,
+    imagePrefill,
+    prefillTokensPerSecond,
+    decodeTokensPerSecond,
+    timeToFirstTokenMs: spread(ttft),
+    peakRssBytes: process.resourceUsage().maxRSS * 1024,
+  };
+  model.dispose();
+  return result;
+}

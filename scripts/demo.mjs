@@ -6,7 +6,7 @@
 // OpenGVLab/HoVLE`, then pass that path to `hovle ask -m`.
 //   node scripts/demo.mjs [question]
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,10 +23,9 @@ const hovle = (args) => {
   if (r.status !== 0) process.exit(r.status ?? 1);
 };
 
-if (!existsSync(model)) {
-  mkdirSync(dirname(model), { recursive: true });
-  hovle(['convert', join(root, 'test', 'fixtures', 'hovle-tiny', 'hf'), '-o', model, '--type', 'q8_0']);
-}
+// Converted every time (a fraction of a second): a file left by an older hovle could differ.
+mkdirSync(dirname(model), { recursive: true });
+hovle(['convert', join(root, 'test', 'fixtures', 'hovle-tiny', 'hf'), '-o', model, '--type', 'q8_0']);
 process.stderr.write(
   `\nThis is the tiny test model: the HoVLE architecture and image pipeline at toy widths, with\n` +
     `RANDOM weights: the answer below is meaningless text. Real weights: npx hovle pull OpenGVLab/HoVLE\n\n` +

@@ -72,8 +72,17 @@ export function spread(values: number[]): Spread {
 function tokenSource(model: HovleModel): () => number {
   let seed = 12345;
   const lo = 300;
-  const span = Math.max(1, Math.min(20000, model.hparams.vocabSize - lo - 16));
-  return () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % span) + lo;
+  const span = Math.max(1, Math.min(20000, model.hparams.vocabSize - lo));
+  const { tokens, imageContextId, bosId, eotId } = model.vocab;
+  // Control and image tokens (<img>, <IMG_CONTEXT>, <|im_end|>...) may sit anywhere in a
+  // vocabulary; a prompt of ordinary text never contains them.
+  const special = (id: number) => id === imageContextId || id === bosId || id === eotId || /^<.*>$/s.test(tokens[id] ?? '');
+  return () => {
+    for (;;) {
+      const id = ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % span) + lo;
+      if (!special(id)) return id;
+    }
+  };
 }
 
 function syntheticTiles(model: HovleModel, tiles: number): PixelTiles {

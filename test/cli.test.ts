@@ -254,6 +254,44 @@ describe('hovle bench', () => {
   });
 });
 
+describe('hovle serve / pull as processes', () => {
+  it('serve listens, answers /health and a completion, and exits 0 on SIGTERM', async () => {
+    const { spawn } = await import('node:child_process');
+    const dir = tempDir('cli-serve');
+    const model = join(dir, 'm.gguf');
+    expect(hovle(['convert', fileURLToPath(new URL('./fixtures/hovle-tiny/hf', import.meta.url)), '-o', model, '--type', 'q8_0']).code).toBe(0);
+    const child = spawn(process.execPath, [cli, 'serve', '-m', model, '--port', '0', '-q'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        const m = /listening on (http:\/\/[^\s]+)/.exec(stderr);
+        if (m) resolve(m[1]!);
+      });
+      child.on('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
+    });
+    const health = await fetch(`${url}/health`);
+    expect(health.status).toBe(200);
+    const r = await fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4 }),
+    });
+    expect(r.status).toBe(200);
+    expect((await r.json()).usage.completion_tokens).toBeGreaterThan(0);
+    const exit = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    child.kill('SIGTERM');
+    expect(await exit).toBe(0);
+  });
+
+  it('serve and pull have --help and refuse bad flags with exit 2', () => {
+    expect(hovle(['serve', '--help'])).toMatchObject({ code: 0, stdout: expect.stringContaining('--parallel') });
+    expect(hovle(['pull', '--help'])).toMatchObject({ code: 0, stdout: expect.stringContaining('HF_ENDPOINT') });
+    expect(hovle(['serve']).code).toBe(2);
+    expect(hovle(['pull', 'not a repo']).code).toBe(2);
+  });
+});
+
 describe('CommonJS consumers', () => {
   it('can require() the package and call it', () => {
     const root = fileURLToPath(new URL('..', import.meta.url));

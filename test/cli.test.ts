@@ -278,7 +278,7 @@ describe('hovle serve / pull as processes', () => {
       body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4 }),
     });
     expect(r.status).toBe(200);
-    expect((await r.json()).usage.completion_tokens).toBeGreaterThan(0);
+    expect(((await r.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens).toBeGreaterThan(0);
     const exit = new Promise<number | null>((resolve) => child.on('exit', resolve));
     child.kill('SIGTERM');
     expect(await exit).toBe(0);

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "errors.h"
+#include "memory.h"
 #include "ggml-alloc.h"
 #include "ggml-cpu.h"
 #include "model.h"
@@ -49,24 +50,33 @@ Context::Context(std::shared_ptr<Model> model, const ContextOptions& opts) : mod
   if (opts_.kv_type == KvType::Q8_0 && (hp.emb.head_dim() % 32 != 0 || hp.llm.head_dim() % 32 != 0)) {
     throw Error("INVALID_ARGUMENT", "a q8_0 KV cache needs a head dimension divisible by 32");
   }
+  try {
+    Init();
+  } catch (...) {
+    Release();
+    throw;
+  }
+}
+
+void Context::Init() {
+  const HParams& hp = model_->hp;
   cpu_backend_ = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_CPU, nullptr);
   if (cpu_backend_ == nullptr) throw Error("BACKEND_INIT_FAILED", "cannot initialise the CPU backend");
   const int threads = opts_.threads > 0 ? opts_.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   ggml_backend_cpu_set_n_threads(cpu_backend_, threads);
-  if (ggml_backend_dev_type(model_->device) != GGML_BACKEND_DEVICE_TYPE_CPU) {
+  const bool on_cpu = ggml_backend_dev_type(model_->device) == GGML_BACKEND_DEVICE_TYPE_CPU;
+  if (!on_cpu) {
     backend_ = ggml_backend_dev_init(model_->device, nullptr);
-    if (backend_ == nullptr) {
-      ggml_backend_free(cpu_backend_);
-      throw Error("BACKEND_INIT_FAILED", std::string("cannot initialise ") + ggml_backend_dev_name(model_->device));
-    }
+    if (backend_ == nullptr) throw Error("BACKEND_INIT_FAILED", std::string("cannot initialise ") + ggml_backend_dev_name(model_->device));
   }
 
   // One cache context per device: each layer's K/V live where its weights are.
   const int n_layers = hp.emb.n_layer + hp.llm.n_layer;
   ggml_init_params kp{ggml_tensor_overhead() * (2 * n_layers + 4), nullptr, true};
   ggml_context* kv_cpu = ggml_init(kp);
+  kv_ctx_.push_back(kv_cpu);
   ggml_context* kv_dev = ggml_init(kp);
-  kv_ctx_ = {kv_cpu, kv_dev};
+  kv_ctx_.push_back(kv_dev);
   const ggml_type kt = KvGgmlType(opts_.kv_type);
   for (bool llm : {false, true}) {
     const SegmentHParams& s = model_->seg(llm);
@@ -82,18 +92,31 @@ Context::Context(std::shared_ptr<Model> model, const ContextOptions& opts) : mod
       kv.v.push_back(opts_.flash_attn ? ggml_new_tensor_2d(c, kt, row, n_ctx) : ggml_new_tensor_2d(c, kt, n_ctx, row));
     }
   }
-  for (auto [c, buft] : {std::make_pair(kv_cpu, ggml_backend_cpu_buffer_type()),
-                         std::make_pair(kv_dev, ggml_backend_dev_buffer_type(model_->device))}) {
+
+  // Memory is checked before it is used. The caches' sizes are known up front; the compute
+  // buffers are measured on the largest graphs, which needs the caches placed (in buffers that
+  // are allocated but not yet touched, so on the host they take no memory until cleared).
+  const std::pair<ggml_context*, ggml_backend_buffer_type_t> kv_sets[] = {
+      {kv_cpu, ggml_backend_cpu_buffer_type()}, {kv_dev, ggml_backend_dev_buffer_type(model_->device)}};
+  size_t kv_host = 0, kv_dev_bytes = 0;
+  for (const auto& [c, buft] : kv_sets) {
+    if (ggml_get_first_tensor(c) == nullptr) continue;
+    (c == kv_cpu ? kv_host : kv_dev_bytes) += ggml_backend_alloc_ctx_tensors_from_buft_size(c, buft);
+  }
+  kv_bytes_ = kv_host + kv_dev_bytes;
+  const std::string what = "a context of " + std::to_string(opts_.n_ctx_llm) + " positions (" +
+                           std::to_string(opts_.n_ctx_emb) + " in the embedding module, " +
+                           (opts_.kv_type == KvType::F32 ? "f32" : opts_.kv_type == KvType::F16 ? "f16" : "q8_0") + " KV cache)";
+  const std::string hint = "Use a smaller contextSize, or kvType 'q8_0' (with flashAttention)";
+  CheckMemory(nullptr, kv_host, what + ": its KV cache alone", opts_.memory_limit, hint);
+  if (kv_dev_bytes > 0) CheckMemory(model_->device, kv_dev_bytes, what + ": its KV cache", opts_.memory_limit, hint);
+  for (const auto& [c, buft] : kv_sets) {
     if (ggml_get_first_tensor(c) == nullptr) continue;
     ggml_backend_buffer_t b = ggml_backend_alloc_ctx_tensors_from_buft(c, buft);
     if (b == nullptr) {
-      for (ggml_backend_buffer_t x : kv_buf_) ggml_backend_buffer_free(x);
-      for (ggml_context* x : kv_ctx_) ggml_free(x);
-      if (backend_) ggml_backend_free(backend_);
-      ggml_backend_free(cpu_backend_);
-      throw Error("OUT_OF_DEVICE_MEMORY", "cannot allocate the KV cache");
+      throw Error(c == kv_cpu ? "OUT_OF_MEMORY" : "OUT_OF_DEVICE_MEMORY",
+                  "cannot allocate the KV cache (" + FormatMiB(c == kv_cpu ? kv_host : kv_dev_bytes) + ")");
     }
-    ggml_backend_buffer_clear(b, 0);
     kv_buf_.push_back(b);
   }
 
@@ -102,16 +125,35 @@ Context::Context(std::shared_ptr<Model> model, const ContextOptions& opts) : mod
   if (backend_) backends[n++] = backend_;
   backends[n++] = cpu_backend_;
   sched_ = ggml_backend_sched_new(backends, nullptr, n, kGraphSize, false, true);
+  if (sched_ == nullptr) throw Error("INTERNAL", "cannot create the graph scheduler");
   graph_mem_.resize(ggml_tensor_overhead() * kGraphSize + ggml_graph_overhead_custom(kGraphSize, false));
+
+  compute_checked_ = MeasureCompute();
+  const size_t compute_host = compute_checked_.back();
+  const size_t compute_dev = backend_ ? compute_checked_.front() : 0;
+  compute_bytes_ = compute_host + compute_dev;
+  CheckMemory(nullptr, kv_host + compute_host,
+              what + ": KV cache " + FormatMiB(kv_host) + " + compute buffers " + FormatMiB(compute_host) + ",", opts_.memory_limit, hint);
+  // The device's cache is allocated (and counted in its free memory) by now.
+  if (compute_dev > 0) CheckMemory(model_->device, compute_dev, what + ": its compute buffers", opts_.memory_limit, hint);
+
+  for (ggml_backend_buffer_t b : kv_buf_) ggml_backend_buffer_clear(b, 0);
 }
 
-Context::~Context() {
+void Context::Release() {
   if (sched_) ggml_backend_sched_free(sched_);
+  sched_ = nullptr;
   for (ggml_backend_buffer_t b : kv_buf_) ggml_backend_buffer_free(b);
+  kv_buf_.clear();
   for (ggml_context* c : kv_ctx_) ggml_free(c);
+  kv_ctx_.clear();
   if (backend_) ggml_backend_free(backend_);
+  backend_ = nullptr;
   if (cpu_backend_) ggml_backend_free(cpu_backend_);
+  cpu_backend_ = nullptr;
 }
+
+Context::~Context() { Release(); }
 
 void Context::Truncate(bool llm, int n) {
   int& past = llm ? n_past_llm_ : n_past_emb_;
@@ -255,36 +297,150 @@ void FillCausalMask(std::vector<ggml_fp16_t>& mask, int n_kv, int n_tokens, int 
 
 }  // namespace
 
-std::vector<float> Context::Vision(const float* pixels, int n_tiles, bool project) {
+Context::VisionGraph Context::BuildVisionGraph(ggml_context* ctx, ggml_cgraph* gf, int nt, bool project) {
   const HParams& hp = model_->hp;
   const int H = hp.emb.n_embd;
   const int P = hp.patches_per_tile();
-  const int rows_per_tile = project ? hp.tokens_per_tile() : P;
-  const int out_dim = project ? hp.llm.n_embd : H;
+  ggml_tensor* inp = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, hp.image_size, hp.image_size, hp.n_channels, nt);
+  ggml_set_input(inp);
+  const int K = hp.patch_size * hp.patch_size * hp.n_channels;
+  ggml_tensor* im = ggml_im2col(ctx, model_->patch_w, inp, hp.patch_size, hp.patch_size, 0, 0, 1, 1, true, GGML_TYPE_F32);
+  ggml_tensor* cur = ggml_mul_mat(ctx, ggml_reshape_2d(ctx, model_->patch_w, K, H), ggml_reshape_2d(ctx, im, K, P * nt));
+  cur = ggml_add(ctx, cur, model_->patch_b);
+  ggml_tensor* pos = ggml_view_2d(ctx, model_->pos_embd, H, P, model_->pos_embd->nb[1], model_->pos_embd->nb[1]);
+  if (pos->type != GGML_TYPE_F32) pos = ggml_cast(ctx, pos, GGML_TYPE_F32);
+  cur = ggml_add(ctx, ggml_reshape_3d(ctx, cur, H, P, nt), pos);
+  cur = ggml_reshape_2d(ctx, cur, H, P * nt);
+  if (project) cur = BuildShuffleProject(ctx, cur, nt);
+  ggml_set_output(cur);
+  ggml_build_forward_expand(gf, cur);
+  return {inp, cur};
+}
+
+Context::VisionGraph Context::BuildShuffleProjectGraph(ggml_context* ctx, ggml_cgraph* gf, int nt) {
+  const HParams& hp = model_->hp;
+  ggml_tensor* inp = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp.emb.n_embd, static_cast<int64_t>(hp.patches_per_tile()) * nt);
+  ggml_set_input(inp);
+  ggml_tensor* cur = BuildShuffleProject(ctx, inp, nt);
+  ggml_set_output(cur);
+  ggml_build_forward_expand(gf, cur);
+  return {inp, cur};
+}
+
+Context::EmbedGraph Context::BuildEmbedGraph(ggml_context* ctx, ggml_cgraph* gf, int nb, int nb_img, int n_past) {
+  const HParams& hp = model_->hp;
+  const int n_kv = n_past + nb;
+  pending_graph_ = gf;
+  EmbedGraph g{};
+  g.tid = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, nb);
+  ggml_set_input(g.tid);
+  ggml_tensor* cur = ggml_get_rows(ctx, model_->tok_embd, g.tid);
+  if (nb_img > 0) {
+    g.img = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp.emb.n_embd, nb_img);
+    ggml_set_input(g.img);
+    g.merge = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, nb);
+    ggml_set_input(g.merge);
+    cur = ggml_get_rows(ctx, ggml_concat(ctx, cur, g.img, 1), g.merge);
+  }
+  g.pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, nb);
+  ggml_set_input(g.pos);
+  g.mask = ggml_new_tensor_2d(ctx, GGML_TYPE_F16, n_kv, nb);
+  ggml_set_input(g.mask);
+  cur = BuildSegment(ctx, cur, false, nb, n_past, g.pos, g.mask);
+  if (hp.normalize_output) cur = ggml_l2_norm(ctx, cur, 1e-12f);
+  ggml_set_output(cur);
+  ggml_build_forward_expand(gf, cur);
+  g.out = cur;
+  return g;
+}
+
+Context::LlmGraph Context::BuildLlmGraph(ggml_context* ctx, ggml_cgraph* gf, int nb, int n_past, int n_out) {
+  const HParams& hp = model_->hp;
+  const int n_kv = n_past + nb;
+  pending_graph_ = gf;
+  LlmGraph g{};
+  g.inp = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp.llm.n_embd, nb);
+  ggml_set_input(g.inp);
+  g.pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, nb);
+  ggml_set_input(g.pos);
+  g.mask = ggml_new_tensor_2d(ctx, GGML_TYPE_F16, n_kv, nb);
+  ggml_set_input(g.mask);
+  ggml_tensor* cur = BuildSegment(ctx, g.inp, true, nb, n_past, g.pos, g.mask);
+  if (n_out > 0) {
+    g.sel = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_out);
+    ggml_set_input(g.sel);
+    cur = ggml_get_rows(ctx, cur, g.sel);
+    cur = ggml_mul(ctx, ggml_rms_norm(ctx, cur, hp.llm.eps), model_->out_norm);
+    g.out = ggml_mul_mat(ctx, model_->output, cur);
+    ggml_set_output(g.out);
+    ggml_build_forward_expand(gf, g.out);
+  } else {
+    // No logits wanted from this batch, but its layers must still fill the KV cache.
+    ggml_build_forward_expand(gf, cur);
+  }
+  return g;
+}
+
+std::vector<size_t> Context::MeasureCompute() {
+  const HParams& hp = model_->hp;
+  const int n_backends = backend_ ? 2 : 1;
+  std::vector<size_t> peak(n_backends, 0);
+  // A scheduler of its own: measuring leaves the allocator with the graph's layout but without
+  // buffers, which the next ggml_backend_sched_alloc_graph would take for allocated.
+  ggml_backend_t backends[2] = {backend_ ? backend_ : cpu_backend_, cpu_backend_};
+  std::unique_ptr<ggml_backend_sched, decltype(&ggml_backend_sched_free)> sched(
+      ggml_backend_sched_new(backends, nullptr, n_backends, kGraphSize, false, true), &ggml_backend_sched_free);
+  if (!sched) throw Error("INTERNAL", "cannot create the graph scheduler");
+  auto measure = [&](const std::function<void(ggml_context*, ggml_cgraph*)>& build) {
+    GraphScope g(graph_mem_);
+    build(g.ctx.get(), g.gf);
+    std::vector<size_t> sizes(n_backends, 0);
+    ggml_backend_sched_reserve_size(sched.get(), g.gf, sizes.data());
+    for (int i = 0; i < n_backends; ++i) peak[i] = std::max(peak[i], sizes[i]);
+  };
+  // A prefill batch that ends at a full context (the largest attention), with a logits row as
+  // generation asks for; more rows of logits are checked when a call asks for them (AllocGraph).
+  const int nb_llm = std::min(opts_.n_batch, opts_.n_ctx_llm);
+  measure([&](ggml_context* c, ggml_cgraph* gf) { BuildLlmGraph(c, gf, nb_llm, opts_.n_ctx_llm - nb_llm, 1); });
+  const int nb_emb = std::min(opts_.n_batch, opts_.n_ctx_emb);
+  measure([&](ggml_context* c, ggml_cgraph* gf) { BuildEmbedGraph(c, gf, nb_emb, nb_emb, opts_.n_ctx_emb - nb_emb); });
+  measure([&](ggml_context* c, ggml_cgraph* gf) { BuildVisionGraph(c, gf, kTilesPerGraph, !hp.post); });
+  if (hp.post) measure([&](ggml_context* c, ggml_cgraph* gf) { BuildShuffleProjectGraph(c, gf, kTilesPerGraph); });
+  pending_graph_ = nullptr;
+  return peak;
+}
+
+void Context::AllocGraph(ggml_cgraph* graph, const char* what) {
+  ggml_backend_sched_reset(sched_);
+  if (!ggml_backend_sched_alloc_graph(sched_, graph)) throw Error("OUT_OF_DEVICE_MEMORY", std::string("cannot allocate the ") + what);
+  // A graph larger than those measured at creation (many rows of logits, say) grew a buffer.
+  // Host buffers take memory only when the compute touches them, so this is still in time.
+  ggml_backend_t backends[2] = {backend_ ? backend_ : cpu_backend_, cpu_backend_};
+  for (size_t i = 0; i < compute_checked_.size(); ++i) {
+    const size_t size = ggml_backend_sched_get_buffer_size(sched_, backends[i]);
+    if (size <= compute_checked_[i]) continue;
+    const bool host = backends[i] == cpu_backend_;
+    CheckMemory(host ? nullptr : model_->device, size - compute_checked_[i],
+                std::string("the ") + what + "'s compute buffers grew to " + FormatMiB(size) + "; the growth", opts_.memory_limit,
+                "Ask for fewer rows of logits, or use a smaller batchSize");
+    compute_checked_[i] = size;
+  }
+}
+
+std::vector<float> Context::Vision(const float* pixels, int n_tiles, bool project) {
+  const HParams& hp = model_->hp;
+  const int rows_per_tile = project ? hp.tokens_per_tile() : hp.patches_per_tile();
+  const int out_dim = project ? hp.llm.n_embd : hp.emb.n_embd;
   const size_t tile_px = static_cast<size_t>(hp.n_channels) * hp.image_size * hp.image_size;
   std::vector<float> out(static_cast<size_t>(n_tiles) * rows_per_tile * out_dim);
   for (int t0 = 0; t0 < n_tiles; t0 += kTilesPerGraph) {
     const int nt = std::min(kTilesPerGraph, n_tiles - t0);
     GraphScope g(graph_mem_);
-    ggml_context* ctx = g.ctx.get();
-    ggml_tensor* inp = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, hp.image_size, hp.image_size, hp.n_channels, nt);
-    ggml_set_input(inp);
-    const int K = hp.patch_size * hp.patch_size * hp.n_channels;
-    ggml_tensor* im = ggml_im2col(ctx, model_->patch_w, inp, hp.patch_size, hp.patch_size, 0, 0, 1, 1, true, GGML_TYPE_F32);
-    ggml_tensor* cur = ggml_mul_mat(ctx, ggml_reshape_2d(ctx, model_->patch_w, K, H), ggml_reshape_2d(ctx, im, K, P * nt));
-    cur = ggml_add(ctx, cur, model_->patch_b);
-    ggml_tensor* pos = ggml_view_2d(ctx, model_->pos_embd, H, P, model_->pos_embd->nb[1], model_->pos_embd->nb[1]);
-    if (pos->type != GGML_TYPE_F32) pos = ggml_cast(ctx, pos, GGML_TYPE_F32);
-    cur = ggml_add(ctx, ggml_reshape_3d(ctx, cur, H, P, nt), pos);
-    cur = ggml_reshape_2d(ctx, cur, H, P * nt);
-    if (project) cur = BuildShuffleProject(ctx, cur, nt);
-    ggml_set_output(cur);
-    ggml_build_forward_expand(g.gf, cur);
-    ggml_backend_sched_reset(sched_);
-    if (!ggml_backend_sched_alloc_graph(sched_, g.gf)) throw Error("OUT_OF_DEVICE_MEMORY", "cannot allocate the vision graph");
-    ggml_backend_tensor_set(inp, pixels + t0 * tile_px, 0, ggml_nbytes(inp));
+    VisionGraph v = BuildVisionGraph(g.ctx.get(), g.gf, nt, project);
+    AllocGraph(g.gf, "vision graph");
+    ggml_backend_tensor_set(v.inp, pixels + t0 * tile_px, 0, ggml_nbytes(v.inp));
     Compute(g.gf);
-    ggml_backend_tensor_get(cur, out.data() + static_cast<size_t>(t0) * rows_per_tile * out_dim, 0, ggml_nbytes(cur));
+    ggml_backend_tensor_get(v.out, out.data() + static_cast<size_t>(t0) * rows_per_tile * out_dim, 0, ggml_nbytes(v.out));
   }
   return out;
 }
@@ -298,17 +454,11 @@ std::vector<float> Context::ShuffleProject(const float* rows, int n_tiles) {
   for (int t0 = 0; t0 < n_tiles; t0 += kTilesPerGraph) {
     const int nt = std::min(kTilesPerGraph, n_tiles - t0);
     GraphScope g(graph_mem_);
-    ggml_context* ctx = g.ctx.get();
-    ggml_tensor* inp = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, H, P * nt);
-    ggml_set_input(inp);
-    ggml_tensor* cur = BuildShuffleProject(ctx, inp, nt);
-    ggml_set_output(cur);
-    ggml_build_forward_expand(g.gf, cur);
-    ggml_backend_sched_reset(sched_);
-    if (!ggml_backend_sched_alloc_graph(sched_, g.gf)) throw Error("OUT_OF_DEVICE_MEMORY", "cannot allocate the projection graph");
-    ggml_backend_tensor_set(inp, rows + static_cast<size_t>(t0) * P * H, 0, ggml_nbytes(inp));
+    VisionGraph v = BuildShuffleProjectGraph(g.ctx.get(), g.gf, nt);
+    AllocGraph(g.gf, "projection graph");
+    ggml_backend_tensor_set(v.inp, rows + static_cast<size_t>(t0) * P * H, 0, ggml_nbytes(v.inp));
     Compute(g.gf);
-    ggml_backend_tensor_get(cur, out.data() + static_cast<size_t>(t0) * T * hp.llm.n_embd, 0, ggml_nbytes(cur));
+    ggml_backend_tensor_get(v.out, out.data() + static_cast<size_t>(t0) * T * hp.llm.n_embd, 0, ggml_nbytes(v.out));
   }
   return out;
 }
@@ -340,42 +490,20 @@ std::vector<float> Context::Embed(const int32_t* ids, int n, const float* image_
     const int n_past = n_past_emb_;
     const int n_kv = n_past + nb;
     GraphScope g(graph_mem_);
-    ggml_context* ctx = g.ctx.get();
-    pending_graph_ = g.gf;
-    ggml_tensor* tid = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, nb);
-    ggml_set_input(tid);
-    ggml_tensor* cur = ggml_get_rows(ctx, model_->tok_embd, tid);
-    ggml_tensor* img = nullptr;
-    ggml_tensor* tmerge = nullptr;
+    EmbedGraph e = BuildEmbedGraph(g.ctx.get(), g.gf, nb, nb_img, n_past);
+    AllocGraph(g.gf, "embedding graph");
+    ggml_backend_tensor_set(e.tid, ids + b0, 0, ggml_nbytes(e.tid));
     if (nb_img > 0) {
-      img = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, H, nb_img);
-      ggml_set_input(img);
-      tmerge = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, nb);
-      ggml_set_input(tmerge);
-      cur = ggml_get_rows(ctx, ggml_concat(ctx, cur, img, 1), tmerge);
-    }
-    ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, nb);
-    ggml_set_input(pos);
-    ggml_tensor* tmask = ggml_new_tensor_2d(ctx, GGML_TYPE_F16, n_kv, nb);
-    ggml_set_input(tmask);
-    cur = BuildSegment(ctx, cur, false, nb, n_past, pos, tmask);
-    if (hp.normalize_output) cur = ggml_l2_norm(ctx, cur, 1e-12f);
-    ggml_set_output(cur);
-    ggml_build_forward_expand(g.gf, cur);
-    ggml_backend_sched_reset(sched_);
-    if (!ggml_backend_sched_alloc_graph(sched_, g.gf)) throw Error("OUT_OF_DEVICE_MEMORY", "cannot allocate the embedding graph");
-    ggml_backend_tensor_set(tid, ids + b0, 0, ggml_nbytes(tid));
-    if (nb_img > 0) {
-      ggml_backend_tensor_set(img, image_rows + static_cast<size_t>(img_used) * H, 0, ggml_nbytes(img));
-      ggml_backend_tensor_set(tmerge, merge.data(), 0, ggml_nbytes(tmerge));
+      ggml_backend_tensor_set(e.img, image_rows + static_cast<size_t>(img_used) * H, 0, ggml_nbytes(e.img));
+      ggml_backend_tensor_set(e.merge, merge.data(), 0, ggml_nbytes(e.merge));
     }
     std::vector<int32_t> p(nb);
     for (int i = 0; i < nb; ++i) p[i] = n_past + i;
-    ggml_backend_tensor_set(pos, p.data(), 0, ggml_nbytes(pos));
+    ggml_backend_tensor_set(e.pos, p.data(), 0, ggml_nbytes(e.pos));
     FillCausalMask(mask, n_kv, nb, n_past);
-    ggml_backend_tensor_set(tmask, mask.data(), 0, ggml_nbytes(tmask));
+    ggml_backend_tensor_set(e.mask, mask.data(), 0, ggml_nbytes(e.mask));
     Compute(g.gf);
-    ggml_backend_tensor_get(cur, out.data() + static_cast<size_t>(b0) * H, 0, ggml_nbytes(cur));
+    ggml_backend_tensor_get(e.out, out.data() + static_cast<size_t>(b0) * H, 0, ggml_nbytes(e.out));
     img_used += nb_img;
     n_past_emb_ += nb;
   }
@@ -410,40 +538,17 @@ std::vector<float> Context::Llm(const float* rows, int n, const std::vector<int3
     const int n_past = n_past_llm_;
     const int n_kv = n_past + nb;
     GraphScope g(graph_mem_);
-    ggml_context* ctx = g.ctx.get();
-    pending_graph_ = g.gf;
-    ggml_tensor* inp = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, H, nb);
-    ggml_set_input(inp);
-    ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, nb);
-    ggml_set_input(pos);
-    ggml_tensor* tmask = ggml_new_tensor_2d(ctx, GGML_TYPE_F16, n_kv, nb);
-    ggml_set_input(tmask);
-    ggml_tensor* cur = BuildSegment(ctx, inp, true, nb, n_past, pos, tmask);
-    ggml_tensor* tsel = nullptr;
-    ggml_tensor* out = nullptr;
-    if (!sel.empty()) {
-      tsel = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, static_cast<int64_t>(sel.size()));
-      ggml_set_input(tsel);
-      cur = ggml_get_rows(ctx, cur, tsel);
-      cur = ggml_mul(ctx, ggml_rms_norm(ctx, cur, hp.llm.eps), model_->out_norm);
-      out = ggml_mul_mat(ctx, model_->output, cur);
-      ggml_set_output(out);
-      ggml_build_forward_expand(g.gf, out);
-    } else {
-      // No logits wanted from this batch, but its layers must still fill the KV cache.
-      ggml_build_forward_expand(g.gf, cur);
-    }
-    ggml_backend_sched_reset(sched_);
-    if (!ggml_backend_sched_alloc_graph(sched_, g.gf)) throw Error("OUT_OF_DEVICE_MEMORY", "cannot allocate the LLM graph");
-    ggml_backend_tensor_set(inp, rows + static_cast<size_t>(b0) * H, 0, ggml_nbytes(inp));
+    LlmGraph l = BuildLlmGraph(g.ctx.get(), g.gf, nb, n_past, static_cast<int>(sel.size()));
+    AllocGraph(g.gf, "LLM graph");
+    ggml_backend_tensor_set(l.inp, rows + static_cast<size_t>(b0) * H, 0, ggml_nbytes(l.inp));
     std::vector<int32_t> p(nb);
     for (int i = 0; i < nb; ++i) p[i] = n_past + i;
-    ggml_backend_tensor_set(pos, p.data(), 0, ggml_nbytes(pos));
+    ggml_backend_tensor_set(l.pos, p.data(), 0, ggml_nbytes(l.pos));
     FillCausalMask(mask, n_kv, nb, n_past);
-    ggml_backend_tensor_set(tmask, mask.data(), 0, ggml_nbytes(tmask));
-    if (tsel) ggml_backend_tensor_set(tsel, sel.data(), 0, ggml_nbytes(tsel));
+    ggml_backend_tensor_set(l.mask, mask.data(), 0, ggml_nbytes(l.mask));
+    if (l.sel) ggml_backend_tensor_set(l.sel, sel.data(), 0, ggml_nbytes(l.sel));
     Compute(g.gf);
-    if (out) ggml_backend_tensor_get(out, logits.data() + w * V, 0, ggml_nbytes(out));
+    if (l.out) ggml_backend_tensor_get(l.out, logits.data() + w * V, 0, ggml_nbytes(l.out));
     w += sel.size();
     n_past_llm_ += nb;
   }

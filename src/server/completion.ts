@@ -8,7 +8,7 @@ import { Session, type AskResult, type SessionOptions, type UserMessage } from '
 import { ApiError, toApiError } from './api-error.js';
 import { sendJson } from './http.js';
 import type { GenerationOptions } from './openai-schema.js';
-import { endSse, sendEvent, startSse } from './sse.js';
+import { drained, endSse, sendEvent, startSse } from './sse.js';
 
 export interface Conversation {
   system?: string;
@@ -25,6 +25,8 @@ export interface CompletionJob {
   maxPixels?: number;
   stream: boolean;
   includeUsage: boolean;
+  /** How long a streaming client may leave sent events unread before it is dropped. */
+  writeTimeoutMs: number;
   /** Fires when the client leaves or the server stops waiting; its reason, if an ApiError, is reported. */
   signal: AbortSignal;
 }
@@ -98,10 +100,17 @@ export async function runCompletion(res: ServerResponse, job: CompletionJob): Pr
     sendEvent(res, chunk({ role: 'assistant', content: '' }, null));
     try {
       while (!r.done) {
-        sendEvent(res, chunk({ content: r.value }, null));
+        // A client that reads slowly gets tokens as fast as it takes them: the next one is not
+        // computed while earlier ones wait in the response's buffer.
+        if (!sendEvent(res, chunk({ content: r.value }, null))) await drained(res, job.writeTimeoutMs);
         r = await gen.next();
       }
     } catch (err) {
+      if (err instanceof ApiError && err.code === 'client_stalled') {
+        // Nothing more can be written to it: drop the connection, free the slot.
+        res.destroy();
+        throw err;
+      }
       // The status line is gone: report the failure as an event, as OpenAI does mid-stream.
       if (!res.destroyed) {
         const reason: unknown = signal.reason;

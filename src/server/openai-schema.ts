@@ -197,7 +197,8 @@ export function parseChatRequest(body: unknown, limits: SchemaLimits): ChatReque
   if (!isObject(body)) throw badRequest('the body must be a JSON object');
   for (const [k, v] of Object.entries(body)) {
     if (SUPPORTED.has(k) || IGNORED.has(k) || v === null) continue;
-    const plain = PLAIN_ONLY[k];
+    // Own keys only: "constructor" or "__proto__" in a body must not find Object.prototype's.
+    const plain = Object.hasOwn(PLAIN_ONLY, k) ? PLAIN_ONLY[k] : undefined;
     if (plain) {
       if (!plain(v)) throw badRequest(`${k} is not supported by this server`, k, 'unsupported_parameter');
     } else throw badRequest(`unrecognized request argument: ${k}`, k, 'unknown_parameter');

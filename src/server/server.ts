@@ -7,7 +7,7 @@ import { basename } from 'node:path';
 
 import type { HovleModel } from '../runtime/model.js';
 import type { SessionOptions } from '../session/session.js';
-import { ApiError, toApiError } from './api-error.js';
+import { ApiError, badRequest, toApiError } from './api-error.js';
 import { runCompletion, type Conversation } from './completion.js';
 import { bearerCheck, readJsonBody, sendError, sendJson } from './http.js';
 import { resolveImageUrl, type ImageUrlOptions } from './image-url.js';
@@ -25,6 +25,14 @@ export interface ServerOptions {
   queue?: number;
   /** Largest request body (images arrive base64-encoded in it). Default 32 MiB. */
   maxBodyBytes?: number;
+  /** A request body not complete this long after the request arrived is refused (408) and its connection closed. Default 60 s. */
+  bodyTimeoutMs?: number;
+  /**
+   * A streaming client that leaves the events sent to it unread this long (its connection's
+   * buffers full) is disconnected and its generation stopped. Until then its generation waits
+   * for it rather than buffering tokens. Default 30 s.
+   */
+  writeTimeoutMs?: number;
   /** Images per request, the whole conversation counted. Default 4. */
   maxImages?: number;
   /** Refuse images with more pixels (checked before decoding). Default: the preprocessor's 64 MP. */
@@ -119,8 +127,12 @@ export function createServer(model: HovleModel | Promise<HovleModel>, options: S
 
   async function chat(req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<string> {
     const m = readyModel();
-    const body = await readJsonBody(req, maxBody);
+    const body = await readJsonBody(req, maxBody, options.bodyTimeoutMs ?? 60_000);
     const request = parseChatRequest(body, { maxImages: options.maxImages ?? 4, maxTiles: options.maxTiles ?? m.hparams.vision.maxTiles });
+    // As OpenAI does: a bias for a token the vocabulary does not have is a mistake, not a no-op.
+    for (const id of Object.keys(request.generation.logitBias ?? {})) {
+      if (Number(id) >= m.hparams.vocabSize) throw badRequest(`logit_bias: token ${id} is outside the vocabulary (0..${m.hparams.vocabSize - 1})`, 'logit_bias');
+    }
     const conv = await conversation(request);
     const release = await queue.acquire(signal);
     try {
@@ -135,6 +147,7 @@ export function createServer(model: HovleModel | Promise<HovleModel>, options: S
         ...(options.maxImagePixels !== undefined ? { maxPixels: options.maxImagePixels } : {}),
         stream: request.stream,
         includeUsage: request.includeUsage,
+        writeTimeoutMs: options.writeTimeoutMs ?? 30_000,
         signal,
       });
       return s ? `${s.promptTokens}+${s.completionTokens} tokens, ${s.finishReason}` : 'stream ended early';

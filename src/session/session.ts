@@ -56,6 +56,27 @@ export interface AskResult {
   images: Array<{ width: number; height: number; grid: [number, number]; tiles: number }>;
 }
 
+const longestPiece = new WeakMap<HovleModel, number>();
+
+/**
+ * A lower bound on the tokens of `text`, without tokenizing it: no token covers more characters
+ * than the longest piece in the vocabulary, and normalization only ever removes whitespace.
+ */
+function minTokens(model: HovleModel, text: string): number {
+  let longest = longestPiece.get(model);
+  if (longest === undefined) {
+    longest = model.vocab.tokens.reduce((n, t) => Math.max(n, t.length), 1);
+    longestPiece.set(model, longest);
+  }
+  let chars = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    // Every character but ASCII and Unicode whitespace (a superset of what normalization drops).
+    if (!(c === 32 || (c >= 9 && c <= 13) || c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff)) chars++;
+  }
+  return Math.ceil(chars / longest);
+}
+
 export class Session {
   private turns = 0;
   /** prefill() left a user turn open: the next ask() continues it. */
@@ -137,6 +158,13 @@ export class Session {
     else {
       const open = (first ? systemTurn(this.system) : END_OF_TURN) + USER_START + content;
       text = close ? open + END_OF_TURN + ASSISTANT_START + reply : open;
+    }
+    // Tokenizing runs on the JS thread, about a second per few MB of text: a text that cannot
+    // fit is refused from its length first, so a huge prompt does not stall the event loop.
+    const room = this.ctx.contextSize - this.ctx.cached.llm;
+    const least = minTokens(this.model, text);
+    if (least > room) {
+      throw new HovleError('CONTEXT_FULL', `the input needs at least ${least} positions, but the context has ${room} left of ${this.ctx.contextSize}`);
     }
     return { ids: this.model.tokenizer.encode(text, { addBos: first }), images };
   }

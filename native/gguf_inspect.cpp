@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "gguf.h"
+#include "gguf_check.h"
 #include "promise_worker.h"
 
 namespace hovle {
@@ -23,6 +24,7 @@ class InspectWorker : public PromiseWorker {
 
  protected:
   void Run() override {
+    CheckGgufFile(path_);  // before ggml's parser (gguf_check.h says why)
     gguf_init_params params{/*no_alloc=*/true, /*ctx=*/nullptr};
     gguf_context* ctx = gguf_init_from_file(path_.c_str(), params);
     if (ctx == nullptr) throw Error("GGUF_INVALID", "ggml could not parse " + path_);

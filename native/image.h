@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace hovle {
@@ -35,6 +36,24 @@ std::vector<std::pair<int, int>> TargetRatios(int min_tiles, int max_tiles);
 
 // find_closest_aspect_ratio, tie rule included.
 std::pair<int, int> ChooseGrid(int width, int height, int min_tiles, int max_tiles, int tile_size);
+
+struct TileOptions {
+  int min_tiles = 1;
+  int max_tiles = 12;
+  bool thumbnail = true;
+  int tile = 448;
+  float mean[3] = {0.485f, 0.456f, 0.406f};
+  float std[3] = {0.229f, 0.224f, 0.225f};
+};
+
+struct Tiles {
+  std::pair<int, int> grid{1, 1};  // columns, rows (the thumbnail is extra)
+  int count = 0;                   // tiles including the thumbnail
+  std::vector<float> data;         // [count][3][tile][tile], normalised
+};
+
+// InternVL's dynamic_preprocess + ToTensor + Normalize on a decoded image.
+Tiles TileImage(const RgbImage& img, const TileOptions& opts);
 
 // preprocessImage(input, options): Promise<{ grid: [cols, rows], tiles, width, height, data }>
 Napi::Value PreprocessImage(const Napi::CallbackInfo& info);

@@ -16,12 +16,7 @@ const char* JpegDecoderName();
 namespace {
 
 struct PreprocessOptions {
-  int min_tiles = 1;
-  int max_tiles = 12;
-  bool thumbnail = true;
-  int tile = 448;
-  float mean[3] = {0.485f, 0.456f, 0.406f};
-  float std[3] = {0.229f, 0.224f, 0.225f};
+  TileOptions tiles;
   DecodeOptions decode;
 };
 
@@ -67,51 +62,20 @@ class PreprocessWorker : public PromiseWorker {
     encoded_.shrink_to_fit();
     width_ = img.width;
     height_ = img.height;
-    const int S = opts_.tile;
-    grid_ = ChooseGrid(img.width, img.height, opts_.min_tiles, opts_.max_tiles, S);
-    const int cols = grid_.first, rows = grid_.second;
-    const int blocks = cols * rows;
-    std::vector<RgbImage> tiles;
-    {
-      RgbImage resized = ResizeBicubic(img, S * cols, S * rows);
-      for (int b = 0; b < blocks; ++b) {
-        const int x0 = (b % cols) * S, y0 = (b / cols) * S;
-        RgbImage t;
-        t.width = t.height = S;
-        t.rgb.resize(static_cast<size_t>(S) * S * 3);
-        for (int y = 0; y < S; ++y) {
-          std::memcpy(&t.rgb[static_cast<size_t>(y) * S * 3], &resized.rgb[(static_cast<size_t>(y0 + y) * resized.width + x0) * 3], static_cast<size_t>(S) * 3);
-        }
-        tiles.push_back(std::move(t));
-      }
-    }
-    if (opts_.thumbnail && blocks != 1) tiles.push_back(ResizeBicubic(img, S, S));
-    n_tiles_ = static_cast<int>(tiles.size());
-    out_.resize(static_cast<size_t>(n_tiles_) * 3 * S * S);
-    // ToTensor (/255 in float32) then Normalize ((x - mean) / std in float32), as torchvision does.
-    for (int t = 0; t < n_tiles_; ++t) {
-      for (int c = 0; c < 3; ++c) {
-        float* dst = &out_[(static_cast<size_t>(t) * 3 + c) * S * S];
-        const uint8_t* src = tiles[t].rgb.data() + c;
-        for (size_t i = 0; i < static_cast<size_t>(S) * S; ++i) {
-          const float v = static_cast<float>(src[i * 3]) / 255.0f;
-          dst[i] = (v - opts_.mean[c]) / opts_.std[c];
-        }
-      }
-    }
+    tiles_ = TileImage(img, opts_.tiles);
   }
 
   Napi::Value Result(Napi::Env env) override {
     Napi::Object o = Napi::Object::New(env);
     Napi::Array grid = Napi::Array::New(env, 2);
-    grid.Set(0u, grid_.first);
-    grid.Set(1u, grid_.second);
+    grid.Set(0u, tiles_.grid.first);
+    grid.Set(1u, tiles_.grid.second);
     o.Set("grid", grid);
-    o.Set("tiles", n_tiles_);
+    o.Set("tiles", tiles_.count);
     o.Set("width", width_);
     o.Set("height", height_);
-    Napi::Float32Array data = Napi::Float32Array::New(env, out_.size());
-    std::memcpy(data.Data(), out_.data(), out_.size() * sizeof(float));
+    Napi::Float32Array data = Napi::Float32Array::New(env, tiles_.data.size());
+    std::memcpy(data.Data(), tiles_.data.data(), tiles_.data.size() * sizeof(float));
     o.Set("data", data);
     return o;
   }
@@ -121,9 +85,8 @@ class PreprocessWorker : public PromiseWorker {
   RawFrame raw_;
   bool is_raw_;
   PreprocessOptions opts_;
-  std::pair<int, int> grid_{1, 1};
-  int n_tiles_ = 0, width_ = 0, height_ = 0;
-  std::vector<float> out_;
+  int width_ = 0, height_ = 0;
+  Tiles tiles_;
 };
 
 class DecodeWorker : public PromiseWorker {
@@ -166,18 +129,18 @@ Napi::Value PreprocessImage(const Napi::CallbackInfo& info) {
   Napi::Object in = info[0].As<Napi::Object>();
   Napi::Object o = info[1].As<Napi::Object>();
   PreprocessOptions opts;
-  opts.min_tiles = IntOpt(o, "minTiles", 1, 256);
-  opts.max_tiles = IntOpt(o, "maxTiles", opts.min_tiles, 256);
-  opts.tile = IntOpt(o, "tileSize", 1, 4096);
-  opts.thumbnail = o.Get("thumbnail").ToBoolean();
+  opts.tiles.min_tiles = IntOpt(o, "minTiles", 1, 256);
+  opts.tiles.max_tiles = IntOpt(o, "maxTiles", opts.tiles.min_tiles, 256);
+  opts.tiles.tile = IntOpt(o, "tileSize", 1, 4096);
+  opts.tiles.thumbnail = o.Get("thumbnail").ToBoolean();
   opts.decode.exif_orientation = o.Get("exifOrientation").ToBoolean();
   opts.decode.max_pixels = o.Get("maxPixels").As<Napi::Number>().DoubleValue();
   Napi::Float32Array mean = o.Get("mean").As<Napi::Float32Array>();
   Napi::Float32Array stdv = o.Get("std").As<Napi::Float32Array>();
   if (mean.ElementLength() != 3 || stdv.ElementLength() != 3) throw MakeError(env, "INVALID_ARGUMENT", "mean and std need 3 values");
   for (int c = 0; c < 3; ++c) {
-    opts.mean[c] = mean[c];
-    opts.std[c] = stdv[c];
+    opts.tiles.mean[c] = mean[c];
+    opts.tiles.std[c] = stdv[c];
   }
 
   const std::string kind = in.Get("kind").ToString();

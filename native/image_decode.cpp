@@ -7,6 +7,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "errors.h"
 #include "image.h"
@@ -31,8 +32,18 @@ namespace {
 
 bool IsJpeg(const uint8_t* d, size_t n) { return n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF; }
 
+// What the decoders can take whatever maxPixels says: stb_image refuses a side over 2^20
+// (STBI_MAX_DIMENSIONS; raw frames have the same limit) and a PNG over 2^30 bytes of samples.
+constexpr double kMaxSide = 1 << 20;
+constexpr double kMaxDecodePixels = 1 << 28;
+
 void CheckSize(double w, double h, const DecodeOptions& opts) {
   if (w <= 0 || h <= 0) throw Error("IMAGE_INVALID", "the image has no pixels");
+  if (w > kMaxSide || h > kMaxSide || w * h > kMaxDecodePixels) {
+    throw Error("IMAGE_TOO_LARGE", "the image is " + std::to_string(static_cast<long long>(w)) + "x" +
+                                       std::to_string(static_cast<long long>(h)) +
+                                       ", more than the decoders accept (sides up to 1048576, 268435456 pixels)");
+  }
   if (opts.max_pixels > 0 && w * h > opts.max_pixels) {
     throw Error("IMAGE_TOO_LARGE", "the image is " + std::to_string(static_cast<long long>(w)) + "x" +
                                        std::to_string(static_cast<long long>(h)) + ", over the limit of " +
@@ -62,6 +73,44 @@ bool SniffSize(const uint8_t* d, size_t n, double* w, double* h) {
     return true;
   }
   return false;
+}
+
+// stb_image pads a BMP whose pixel data is cut short with zeros; PIL (the reference) refuses a
+// truncated file, and so does this pipeline for every format. Uncompressed BMPs only (RLE and
+// others are refused by stb anyway); the header fields were size-checked by SniffSize.
+bool BmpTruncated(const uint8_t* d, size_t n) {
+  if (n < 2 || d[0] != 'B' || d[1] != 'M') return false;
+  if (n < 18) return true;
+  auto le16 = [&](size_t o) { return static_cast<uint32_t>(d[o] | (d[o + 1] << 8)); };
+  auto le32 = [&](size_t o) { return static_cast<uint32_t>(d[o] | (d[o + 1] << 8) | (d[o + 2] << 16) | (static_cast<uint32_t>(d[o + 3]) << 24)); };
+  const uint32_t header = le32(14);
+  if (n - 14 < header) return true;  // the info header itself is cut
+  if (header < 40) return false;
+  const uint32_t offset = le32(10), bpp = le16(28), compression = le32(30);
+  const int64_t w = static_cast<int32_t>(le32(18)), h = static_cast<int32_t>(le32(22));
+  if ((compression != 0 && compression != 3) || w <= 0 || bpp == 0 || bpp > 32) return false;
+  const uint64_t row = (static_cast<uint64_t>(w) * bpp + 31) / 32 * 4;
+  return static_cast<uint64_t>(offset) + row * static_cast<uint64_t>(h < 0 ? -h : h) > n;
+}
+
+// stb_image memcpy()s a first IDAT chunk of length 0 into its still-null buffer: undefined
+// behaviour (UBSan, found by scripts/fuzz.sh) that lets a compiler drop stb's later null check
+// ("no IDAT"). Empty IDAT chunks carry nothing, so a copy without them decodes the same.
+// Returns that copy, or nothing when the file has no empty IDAT (or is not a PNG).
+std::vector<uint8_t> WithoutEmptyIdat(const uint8_t* d, size_t n) {
+  if (n < 8 || std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) != 0) return {};
+  auto be32 = [&](size_t o) { return (static_cast<uint32_t>(d[o]) << 24) | (d[o + 1] << 16) | (d[o + 2] << 8) | d[o + 3]; };
+  auto empty_idat = [&](size_t p) { return be32(p) == 0 && std::memcmp(d + p + 4, "IDAT", 4) == 0; };
+  bool found = false;
+  for (size_t p = 8; p + 12 <= n && be32(p) <= n - p - 12 && !found; p += 12 + be32(p)) found = empty_idat(p);
+  if (!found) return {};
+  std::vector<uint8_t> out(d, d + 8);
+  size_t p = 8;
+  for (; p + 12 <= n && be32(p) <= n - p - 12; p += 12 + be32(p)) {
+    if (!empty_idat(p)) out.insert(out.end(), d + p, d + p + 12 + be32(p));
+  }
+  out.insert(out.end(), d + p, d + n);  // a malformed or cut tail, left for stb to judge
+  return out;
 }
 
 // EXIF orientation (tag 0x0112 in IFD0 of a JPEG's APP1 "Exif" segment); 1 when absent.
@@ -208,9 +257,16 @@ RgbImage DecodeImage(const uint8_t* data, size_t size, const DecodeOptions& opts
 #ifdef HOVLE_HAVE_LIBJPEG
   if (IsJpeg(data, size)) done = DecodeLibjpeg(data, size, opts, img);
 #endif
+  std::vector<uint8_t> cleaned;  // outlives every use of `data` below
   if (!done) {
+    cleaned = WithoutEmptyIdat(data, size);
+    if (!cleaned.empty()) {
+      data = cleaned.data();
+      size = cleaned.size();
+    }
     double sw = 0, sh = 0;
     if (SniffSize(data, size, &sw, &sh)) CheckSize(sw, sh, opts);
+    if (BmpTruncated(data, size)) throw Error("IMAGE_INVALID", "corrupt or truncated image: the BMP's pixel data is cut short");
     int w = 0, h = 0, comp = 0;
     if (!stbi_info_from_memory(data, static_cast<int>(size), &w, &h, &comp)) {
       const std::string why = stbi_failure_reason();
@@ -218,9 +274,16 @@ RgbImage DecodeImage(const uint8_t* data, size_t size, const DecodeOptions& opts
       if (why == "too large") throw Error("IMAGE_TOO_LARGE", "the image header declares dimensions too large to decode");
       throw Error("IMAGE_INVALID", "not a decodable JPEG, PNG, BMP or GIF image (" + why + ")");
     }
-    CheckSize(w, h, opts);
+    // stb reports a top-down BMP's height as negative here (its loader flips the sign).
+    CheckSize(std::abs(static_cast<double>(w)), std::abs(static_cast<double>(h)), opts);
     stbi_uc* px = stbi_load_from_memory(data, static_cast<int>(size), &w, &h, &comp, 3);
-    if (px == nullptr) throw Error("IMAGE_INVALID", std::string("corrupt or truncated image: ") + stbi_failure_reason());
+    if (px == nullptr) {
+      // Typed like the header check above: a size stb cannot decode is not a corrupt file.
+      const std::string why = stbi_failure_reason();
+      if (why == "too large") throw Error("IMAGE_TOO_LARGE", "the image is too large to decode");
+      if (why == "outofmem") throw Error("OUT_OF_MEMORY", "out of memory decoding the image");
+      throw Error("IMAGE_INVALID", "corrupt or truncated image: " + why);
+    }
     img.width = w;
     img.height = h;
     img.rgb.assign(px, px + static_cast<size_t>(w) * h * 3);

@@ -91,17 +91,11 @@ RgbImage ResizeBicubic(const RgbImage& in, int out_w, int out_h) {
   if (out_w == in.width && out_h == in.height) return in;
   const Coeffs vert = Precompute(in.height, out_h);
   if (out_w == in.width) return VerticalPass(in, out_h, vert, 0);
-  // PIL only resamples the rows the vertical pass will read.
-  const int y_first = out_h == in.height ? 0 : vert.bounds[0];
-  const int y_last = out_h == in.height ? in.height : vert.bounds[(out_h - 1) * 2] + vert.bounds[(out_h - 1) * 2 + 1];
   const Coeffs hor = Precompute(in.width, out_w);
-  RgbImage tmp;
-  tmp.width = out_w;
-  tmp.height = y_last - y_first;
-  tmp.rgb.resize(static_cast<size_t>(tmp.width) * tmp.height * 3);
-  for (int y = 0; y < tmp.height; ++y) {
-    const uint8_t* row = &in.rgb[static_cast<size_t>(y + y_first) * in.width * 3];
-    uint8_t* out = &tmp.rgb[static_cast<size_t>(y) * out_w * 3];
+  const size_t stride = static_cast<size_t>(out_w) * 3;
+  // The horizontal pass of one source row, as PIL's ImagingResampleHorizontal computes it.
+  auto horizontal = [&](int y, uint8_t* out) {
+    const uint8_t* row = &in.rgb[static_cast<size_t>(y) * in.width * 3];
     for (int xx = 0; xx < out_w; ++xx) {
       const int xmin = hor.bounds[xx * 2];
       const int xmax = hor.bounds[xx * 2 + 1];
@@ -112,9 +106,41 @@ RgbImage ResizeBicubic(const RgbImage& in, int out_w, int out_h) {
         out[xx * 3 + ch] = Clip8(ss);
       }
     }
+  };
+  if (out_h == in.height) {
+    RgbImage tmp;
+    tmp.width = out_w;
+    tmp.height = out_h;
+    tmp.rgb.resize(stride * out_h);
+    for (int y = 0; y < out_h; ++y) horizontal(y, &tmp.rgb[static_cast<size_t>(y) * stride]);
+    return tmp;
   }
-  if (out_h == in.height) return tmp;
-  return VerticalPass(tmp, out_h, vert, y_first);
+  // PIL runs the horizontal pass over every source row the vertical pass reads, into a
+  // temporary image, then the vertical pass. For a 1 x 1048576 strip that temporary is
+  // 448 x 1048576 x 3 bytes (1.4 GB from a 1 KB PNG). The same rows are computed here into a
+  // ring of vert.ksize rows (every output row's window fits in it, and windows only move down),
+  // so the arithmetic, and every output byte, are unchanged.
+  const int cap = vert.ksize;
+  std::vector<uint8_t> ring(static_cast<size_t>(cap) * stride);
+  std::vector<const uint8_t*> rows(cap);
+  int next = vert.bounds[0];  // the next source row to resample horizontally
+  RgbImage res;
+  res.width = out_w;
+  res.height = out_h;
+  res.rgb.resize(stride * out_h);
+  for (int yy = 0; yy < out_h; ++yy) {
+    const int ymin = vert.bounds[yy * 2];
+    const int ymax = vert.bounds[yy * 2 + 1];
+    for (; next < ymin + ymax; ++next) horizontal(next, &ring[static_cast<size_t>(next % cap) * stride]);
+    for (int y = 0; y < ymax; ++y) rows[y] = &ring[static_cast<size_t>((y + ymin) % cap) * stride];
+    const int* k = &vert.k[static_cast<size_t>(yy) * vert.ksize];
+    for (size_t x = 0; x < stride; ++x) {
+      int64_t ss = int64_t(1) << (kPrecisionBits - 1);
+      for (int y = 0; y < ymax; ++y) ss += static_cast<int64_t>(rows[y][x]) * k[y];
+      res.rgb[static_cast<size_t>(yy) * stride + x] = Clip8(ss);
+    }
+  }
+  return res;
 }
 
 }  // namespace hovle

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "image.h"
@@ -139,6 +140,43 @@ std::pair<int, int> ChooseGrid(int width, int height, int min_tiles, int max_til
     }
   }
   return best;
+}
+
+Tiles TileImage(const RgbImage& img, const TileOptions& opts) {
+  Tiles out;
+  const int S = opts.tile;
+  out.grid = ChooseGrid(img.width, img.height, opts.min_tiles, opts.max_tiles, S);
+  const int cols = out.grid.first, rows = out.grid.second;
+  const int blocks = cols * rows;
+  std::vector<RgbImage> tiles;
+  {
+    RgbImage resized = ResizeBicubic(img, S * cols, S * rows);
+    for (int b = 0; b < blocks; ++b) {
+      const int x0 = (b % cols) * S, y0 = (b / cols) * S;
+      RgbImage t;
+      t.width = t.height = S;
+      t.rgb.resize(static_cast<size_t>(S) * S * 3);
+      for (int y = 0; y < S; ++y) {
+        std::memcpy(&t.rgb[static_cast<size_t>(y) * S * 3], &resized.rgb[(static_cast<size_t>(y0 + y) * resized.width + x0) * 3], static_cast<size_t>(S) * 3);
+      }
+      tiles.push_back(std::move(t));
+    }
+  }
+  if (opts.thumbnail && blocks != 1) tiles.push_back(ResizeBicubic(img, S, S));
+  out.count = static_cast<int>(tiles.size());
+  out.data.resize(static_cast<size_t>(out.count) * 3 * S * S);
+  // ToTensor (/255 in float32) then Normalize ((x - mean) / std in float32), as torchvision does.
+  for (int t = 0; t < out.count; ++t) {
+    for (int c = 0; c < 3; ++c) {
+      float* dst = &out.data[(static_cast<size_t>(t) * 3 + c) * S * S];
+      const uint8_t* src = tiles[t].rgb.data() + c;
+      for (size_t i = 0; i < static_cast<size_t>(S) * S; ++i) {
+        const float v = static_cast<float>(src[i * 3]) / 255.0f;
+        dst[i] = (v - opts.mean[c]) / opts.std[c];
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace hovle

@@ -80,6 +80,8 @@ struct LoadOptions {
   // CPU matmul weights go into ggml's repacked layouts (e.g. Q4_0/Q4_K as 8x8 interleaved
   // blocks on AVX2), as llama.cpp does by default: faster kernels, at the price of a copy.
   bool repack = true;
+  // HOVLE_MEMORY_LIMIT_BYTES (memory.h): caps the memory considered available; 0: none.
+  uint64_t memory_limit = 0;
 };
 
 class Model {
@@ -135,6 +137,7 @@ struct ContextOptions {
   bool flash_attn = false;
   int n_batch = 512;
   int threads = 0;
+  uint64_t memory_limit = 0;  // as LoadOptions::memory_limit
 };
 
 // One conversation's state: a KV cache per segment and a scheduler. Calls must not overlap
@@ -165,6 +168,10 @@ class Context {
   // Copies `other`'s cached positions (same model and cache layout) into this context.
   void CopyCacheFrom(const Context& other);
   const ContextOptions& options() const { return opts_; }
+  // Bytes of the KV caches, and the compute buffers measured at creation for the largest
+  // batches (prefill at a full context, a one-row logits output, kTilesPerGraph image tiles).
+  size_t kv_bytes() const { return kv_bytes_; }
+  size_t compute_bytes() const { return compute_bytes_; }
 
   std::mutex busy;
 
@@ -178,7 +185,31 @@ class Context {
                               const Kv& kv, int layer, int n_tokens, int n_past, int n_ctx, ggml_tensor* pos,
                               ggml_tensor* mask);
   ggml_tensor* BuildShuffleProject(ggml_context* ctx, ggml_tensor* patches, int n_tiles);
+  // Whole graphs of each stage, their input tensors unset: run by the stages, and built at
+  // creation to measure the compute buffers before anything is allocated for them.
+  struct VisionGraph {
+    ggml_tensor* inp;
+    ggml_tensor* out;
+  };
+  struct EmbedGraph {
+    ggml_tensor *tid, *img, *merge, *pos, *mask, *out;
+  };
+  struct LlmGraph {
+    ggml_tensor *inp, *pos, *mask, *sel, *out;  // sel/out null when no logits are wanted
+  };
+  VisionGraph BuildVisionGraph(ggml_context* ctx, ggml_cgraph* gf, int n_tiles, bool project);
+  VisionGraph BuildShuffleProjectGraph(ggml_context* ctx, ggml_cgraph* gf, int n_tiles);
+  EmbedGraph BuildEmbedGraph(ggml_context* ctx, ggml_cgraph* gf, int n_tokens, int n_img, int n_past);
+  LlmGraph BuildLlmGraph(ggml_context* ctx, ggml_cgraph* gf, int n_tokens, int n_past, int n_out);
+  // Compute-buffer bytes per scheduler backend (device first when there is one) for the
+  // largest graphs this context will run.
+  std::vector<size_t> MeasureCompute();
+  // Allocates a graph's compute buffers; when they grew past what was checked, checks the
+  // growth against the memory available first.
+  void AllocGraph(ggml_cgraph* graph, const char* what);
   void Compute(ggml_cgraph* graph);
+  void Init();
+  void Release();
   float RopeBase(const SegmentHParams& s, int n_total) const;
 
   std::shared_ptr<Model> model_;
@@ -192,6 +223,9 @@ class Context {
   int n_past_emb_ = 0;
   int n_past_llm_ = 0;
   std::vector<uint8_t> graph_mem_;
+  size_t kv_bytes_ = 0;
+  size_t compute_bytes_ = 0;
+  std::vector<size_t> compute_checked_;  // per scheduler backend, bytes known to fit
   ggml_cgraph* pending_graph_ = nullptr;  // the graph being built (KV writes are expanded into it)
 };
 

@@ -3,6 +3,8 @@
 #include <napi.h>
 
 #include <atomic>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -11,11 +13,21 @@
 #include "addon_data.h"
 #include "errors.h"
 #include "model.h"
+#include "memory.h"
 #include "model_binding.h"
 #include "task_thread.h"
 
 namespace hovle {
 namespace {
+
+// HOVLE_MEMORY_LIMIT_BYTES, read here on the JS thread (memory.h).
+uint64_t MemoryLimit(Napi::Env env) {
+  try {
+    return MemoryLimitFromEnv();
+  } catch (const Error& e) {
+    throw MakeError(env, e.code(), e.what());
+  }
+}
 
 double Num(const Napi::Object& o, const char* key) {
   Napi::Value v = o.Get(key);
@@ -23,35 +35,44 @@ double Num(const Napi::Object& o, const char* key) {
   return v.As<Napi::Number>().DoubleValue();
 }
 
+// An int field; converting a double outside int's range (or NaN) would be undefined behaviour.
+int Int(const Napi::Object& o, const char* key) {
+  const double d = Num(o, key);
+  if (!(d >= INT32_MIN && d <= INT32_MAX) || std::floor(d) != d) {
+    throw MakeError(o.Env(), "INVALID_ARGUMENT", std::string(key) + " must be a 32-bit integer");
+  }
+  return static_cast<int>(d);
+}
+
 SegmentHParams ParseSegment(const Napi::Object& o) {
   SegmentHParams s;
-  s.n_layer = static_cast<int>(Num(o, "blockCount"));
-  s.n_embd = static_cast<int>(Num(o, "embeddingLength"));
-  s.n_ff = static_cast<int>(Num(o, "feedForwardLength"));
-  s.n_head = static_cast<int>(Num(o, "headCount"));
-  s.n_head_kv = static_cast<int>(Num(o, "headCountKv"));
+  s.n_layer = Int(o, "blockCount");
+  s.n_embd = Int(o, "embeddingLength");
+  s.n_ff = Int(o, "feedForwardLength");
+  s.n_head = Int(o, "headCount");
+  s.n_head_kv = Int(o, "headCountKv");
   s.eps = static_cast<float>(Num(o, "rmsEps"));
   s.rope_base = static_cast<float>(Num(o, "ropeFreqBase"));
   const std::string scaling = o.Get("ropeScalingType").ToString();
   s.rope_scaling = scaling == "linear" ? 1 : scaling == "dynamic" ? 2 : 0;
   s.rope_factor = static_cast<float>(Num(o, "ropeScalingFactor"));
-  s.n_ctx_train = static_cast<int>(Num(o, "contextLength"));
+  s.n_ctx_train = Int(o, "contextLength");
   return s;
 }
 
 HParams ParseHParams(const Napi::Object& o) {
   HParams hp;
-  hp.n_vocab = static_cast<int>(Num(o, "vocabSize"));
+  hp.n_vocab = Int(o, "vocabSize");
   hp.emb = ParseSegment(o.Get("embedding").As<Napi::Object>());
   hp.llm = ParseSegment(o.Get("llm").As<Napi::Object>());
   Napi::Object v = o.Get("vision").As<Napi::Object>();
-  hp.image_size = static_cast<int>(Num(v, "imageSize"));
-  hp.patch_size = static_cast<int>(Num(v, "patchSize"));
-  hp.n_channels = static_cast<int>(Num(v, "numChannels"));
+  hp.image_size = Int(v, "imageSize");
+  hp.patch_size = Int(v, "patchSize");
+  hp.n_channels = Int(v, "numChannels");
   hp.downsample = static_cast<float>(Num(v, "downsampleRatio"));
   hp.post = v.Get("pixelShuffleLoc").ToString().Utf8Value() == "post";
   hp.normalize_output = v.Get("normalizeEncoderOutput").ToBoolean();
-  hp.img_context_id = static_cast<int>(Num(o, "imageContextId"));
+  hp.img_context_id = Int(o, "imageContextId");
   return hp;
 }
 
@@ -220,6 +241,7 @@ Napi::Value ModelWrap::CreateContext(const Napi::CallbackInfo& info) {
   else if (kv == "f16") opts.kv_type = KvType::F16;
   else if (kv == "q8_0") opts.kv_type = KvType::Q8_0;
   else throw MakeError(env, "INVALID_ARGUMENT", "kvType must be f32, f16 or q8_0");
+  opts.memory_limit = MemoryLimit(env);
   auto* w = new CreateContextWorker(env, m, opts);
   return w->Queue(*m->thread);
 }
@@ -253,7 +275,9 @@ Napi::Value ContextWrap::Dispose(const Napi::CallbackInfo& info) {
 
 Napi::Value ContextWrap::Fork(const Napi::CallbackInfo& info) {
   std::shared_ptr<Context> c = Get(info.Env());
-  auto* w = new CreateContextWorker(info.Env(), c->model(), c->options(), c);
+  ContextOptions opts = c->options();
+  opts.memory_limit = MemoryLimit(info.Env());
+  auto* w = new CreateContextWorker(info.Env(), c->model(), opts, c);
   return w->Queue(c->task_thread());
 }
 
@@ -345,7 +369,11 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
       s.block = t.Get("block").IsNumber() ? t.Get("block").As<Napi::Number>().Int32Value() : -1;
       Napi::Array dims = t.Get("dims").As<Napi::Array>();
       if (dims.Length() < 1 || dims.Length() > GGML_MAX_DIMS) throw MakeError(env, "INVALID_ARGUMENT", "bad dims for " + s.name);
-      for (uint32_t d = 0; d < dims.Length(); ++d) s.dims.push_back(static_cast<int64_t>(dims.Get(d).As<Napi::Number>().DoubleValue()));
+      for (uint32_t d = 0; d < dims.Length(); ++d) {
+        const double v = dims.Get(d).As<Napi::Number>().DoubleValue();
+        if (!(v >= 0 && v <= 9007199254740991.0) || std::floor(v) != v) throw MakeError(env, "INVALID_ARGUMENT", "bad dims for " + s.name);
+        s.dims.push_back(static_cast<int64_t>(v));
+      }
       specs.push_back(std::move(s));
     }
     opts.device = spec.Get("device").ToString();
@@ -353,6 +381,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
     opts.gpu_layers = spec.Get("gpuLayers").IsNumber() ? spec.Get("gpuLayers").As<Napi::Number>().Int32Value() : -1;
     opts.vision_on_device = spec.Get("visionOnDevice").ToBoolean();
     opts.repack = spec.Get("repack").ToBoolean();
+    opts.memory_limit = MemoryLimit(env);
   }
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   Napi::Function onProgress = info.Length() > 2 && info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function();

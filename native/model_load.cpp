@@ -3,6 +3,7 @@
 // the device's buffer.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -10,8 +11,10 @@
 #include <vector>
 
 #include "errors.h"
+#include "memory.h"
 #include "ggml-cpu.h"
 #include "gguf.h"
+#include "gguf_check.h"
 #include "model.h"
 
 #ifndef _WIN32
@@ -26,6 +29,7 @@ namespace {
 void CheckSegment(const SegmentHParams& s, const char* what) {
   auto bad = [&](const std::string& m) { throw Error("GGUF_INVALID", std::string(what) + ": " + m); };
   if (s.n_layer <= 0 || s.n_embd <= 0 || s.n_ff <= 0 || s.n_head <= 0 || s.n_head_kv <= 0) bad("non-positive size");
+  if (s.n_layer > 4096) bad("more than 4096 layers");
   if (s.n_embd % s.n_head != 0) bad("hidden size not divisible by heads");
   if (s.n_head % s.n_head_kv != 0) bad("heads not divisible by KV heads");
   if (s.head_dim() % 2 != 0) bad("odd head dimension");
@@ -68,6 +72,24 @@ struct FileCloser {
   void operator()(FILE* f) const { if (f) std::fclose(f); }
 };
 
+// True when no element of an f32 or f16 tensor's bytes is NaN or infinite (exponent all ones).
+bool AllFinite(const uint8_t* p, size_t nbytes, ggml_type type) {
+  if (type == GGML_TYPE_F32) {
+    for (size_t i = 0; i + 4 <= nbytes; i += 4) {
+      uint32_t b;
+      std::memcpy(&b, p + i, 4);
+      if ((b & 0x7f800000u) == 0x7f800000u) return false;
+    }
+  } else if (type == GGML_TYPE_F16) {
+    for (size_t i = 0; i + 2 <= nbytes; i += 2) {
+      uint16_t b;
+      std::memcpy(&b, p + i, 2);
+      if ((b & 0x7c00u) == 0x7c00u) return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 Model::~Model() {
@@ -88,7 +110,8 @@ std::shared_ptr<Model> Model::Load(const std::string& path, const HParams& hp, c
   if (hp.n_vocab <= 0 || hp.image_size <= 0 || hp.patch_size <= 0 || hp.image_size % hp.patch_size != 0) {
     throw Error("GGUF_INVALID", "invalid vocabulary or image geometry");
   }
-  if (hp.shuffle_factor() != 4 || hp.grid() % 2 != 0) {
+  if (hp.n_channels != 3) throw Error("GGUF_INVALID", "images must have 3 channels");
+  if (!(hp.downsample > 0 && hp.downsample <= 1) || hp.shuffle_factor() != 4 || hp.grid() % 2 != 0) {
     throw Error("GGUF_INVALID", "only a 0.5 pixel-shuffle ratio on an even patch grid is supported");
   }
 
@@ -99,6 +122,7 @@ std::shared_ptr<Model> Model::Load(const std::string& path, const HParams& hp, c
   auto model = std::make_shared<Model>();
   model->hp = hp;
   model->opts = opts;
+  CheckGgufFile(path);  // before ggml's parser (gguf_check.h says why)
   gguf_init_params gp{/*no_alloc=*/true, &model->meta_ctx_};
   gguf_context* gguf = gguf_init_from_file(path.c_str(), gp);
   if (gguf == nullptr) throw Error("GGUF_INVALID", "ggml could not parse " + path);
@@ -189,6 +213,27 @@ std::shared_ptr<Model> Model::Load(const std::string& path, const HParams& hp, c
   }
   gguf_free(gguf);
 
+  // A NaN or Inf in a norm weight, a bias or the position table silently poisons every
+  // activation after it. Those tensors are small (a few MB for the 2B model), so they are read
+  // and checked here; the matrices are not scanned (a full pass over a multi-GB file on every
+  // load): the converter already refuses checkpoints with non-finite weights.
+  {
+    std::unique_ptr<FILE, FileCloser> vf(std::fopen(path.c_str(), "rb"));
+    if (!vf) throw Error("IO_ERROR", "cannot open " + path);
+    std::vector<uint8_t> bytes;
+    for (const Placed& u : used) {
+      static const char* const kScanned[] = {"attn_norm", "ffn_norm", "output_norm", "patch_bias", "proj_bias", "position_embd"};
+      if (std::none_of(std::begin(kScanned), std::end(kScanned), [&](const char* r) { return u.role == r; })) continue;
+      bytes.resize(ggml_nbytes(u.t));
+      if (fseeko(vf.get(), static_cast<off_t>(u.off), SEEK_SET) != 0 || std::fread(bytes.data(), 1, bytes.size(), vf.get()) != bytes.size()) {
+        throw Error("IO_ERROR", std::string("cannot read ") + u.t->name + " from " + path);
+      }
+      if (!AllFinite(bytes.data(), bytes.size(), u.t->type)) {  // f32 or f16, checked above
+        throw Error("GGUF_INVALID", path + ": tensor " + u.t->name + " contains NaN or infinite values");
+      }
+    }
+  }
+
   model->device = ggml_backend_dev_by_name(opts.device.c_str());
   if (model->device == nullptr) throw Error("DEVICE_NOT_FOUND", "no ggml device named '" + opts.device + "'");
   const bool on_cpu = ggml_backend_dev_type(model->device) == GGML_BACKEND_DEVICE_TYPE_CPU;
@@ -215,44 +260,6 @@ std::shared_ptr<Model> Model::Load(const std::string& path, const HParams& hp, c
     (dev ? dev_set : cpu_set).push_back(&u);
   }
 
-  std::unique_ptr<FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
-  if (!f) throw Error("IO_ERROR", "cannot open " + path);
-  std::vector<uint8_t> staging;
-  double done = 0;
-  // Copies a set of tensors into a fresh buffer of `buft` (the file's tensors are duplicated
-  // into a context of their own, so each buffer holds exactly its set).
-  auto upload = [&](std::vector<Placed*>& set, ggml_backend_buffer_type_t buft, const char* where) {
-    if (set.empty()) return;
-    ggml_init_params p{ggml_tensor_overhead() * (set.size() + 1), nullptr, true};
-    ggml_context* c = ggml_init(p);
-    model->owned_ctx_.push_back(c);
-    for (Placed* e : set) {
-      ggml_tensor* d = ggml_dup_tensor(c, e->t);
-      ggml_set_name(d, e->t->name);
-      *e->slot = d;
-    }
-    ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors_from_buft(c, buft);
-    if (buf == nullptr) {
-      double bytes = 0;
-      for (Placed* e : set) bytes += static_cast<double>(ggml_nbytes(e->t));
-      throw Error("OUT_OF_DEVICE_MEMORY", "cannot allocate " + std::to_string(static_cast<long long>(bytes / 1048576)) +
-                                              " MiB of weights on " + where);
-    }
-    ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
-    model->buffers_.push_back(buf);
-    for (Placed* e : set) {
-      if (cancel.load()) throw Error("ABORTED", "model loading was aborted");
-      const size_t n = ggml_nbytes(e->t);
-      staging.resize(n);
-      if (fseeko(f.get(), static_cast<off_t>(e->off), SEEK_SET) != 0 || std::fread(staging.data(), 1, n, f.get()) != n) {
-        throw Error("IO_ERROR", std::string("cannot read ") + e->t->name + " from " + path);
-      }
-      ggml_backend_tensor_set(*e->slot, staging.data(), 0, n);
-      done += static_cast<double>(n);
-      progress(done, total);
-    }
-  };
-
   // Repacking rewrites the bytes, so those weights cannot be mapped: they are read and copied.
   std::map<ggml_backend_buffer_type_t, std::vector<Placed*>> repacked;
   if (opts.repack) {
@@ -263,14 +270,86 @@ std::shared_ptr<Model> Model::Load(const std::string& path, const HParams& hp, c
     }
     cpu_set.swap(plain);
   }
+#ifndef _WIN32
+  // ggml wants a CPU buffer's base, and tensor data, on its buffer alignment (32 bytes): a file
+  // whose general.alignment is smaller (legal GGUF) may put the data section or a tensor off it,
+  // and mapping those aborts in ggml_backend_cpu_buffer_from_ptr. Such files are copied instead.
+  const size_t cpu_align = ggml_backend_buft_get_alignment(ggml_backend_cpu_buffer_type());
+  const bool aligned = data_offset % cpu_align == 0 &&
+                       std::all_of(cpu_set.begin(), cpu_set.end(), [&](const Placed* e) { return e->off % cpu_align == 0; });
+  const bool map_cpu = opts.mmap && !cpu_set.empty() && aligned;
+#else
+  const bool map_cpu = false;
+#endif
+
+  // Every set copied into memory of its own, as a context of tensors duplicated from the file's
+  // (so each buffer holds exactly its set). Their sizes are checked against the memory
+  // available before any of it is allocated.
+  struct Upload {
+    std::vector<Placed*>* set;
+    ggml_backend_buffer_type_t buft;
+    std::string where;
+    bool host;
+    ggml_context* ctx = nullptr;
+    size_t bytes = 0;
+  };
+  std::vector<Upload> uploads;
   for (auto& [buft, set] : repacked) {
     for (Placed* e : set) model->repacked_bytes += ggml_nbytes(e->t);
-    upload(set, buft, "the CPU (repacked weights)");
+    uploads.push_back({&set, buft, "the CPU (repacked weights)", true});
+  }
+  if (!map_cpu && !cpu_set.empty()) uploads.push_back({&cpu_set, ggml_backend_cpu_buffer_type(), "the CPU", true});
+  if (!dev_set.empty()) uploads.push_back({&dev_set, ggml_backend_dev_buffer_type(model->device), opts.device, false});
+  size_t host_bytes = 0, dev_bytes = 0;
+  for (Upload& u : uploads) {
+    ggml_init_params p{ggml_tensor_overhead() * (u.set->size() + 1), nullptr, true};
+    u.ctx = ggml_init(p);
+    model->owned_ctx_.push_back(u.ctx);
+    for (Placed* e : *u.set) {
+      ggml_tensor* d = ggml_dup_tensor(u.ctx, e->t);
+      ggml_set_name(d, e->t->name);
+      *e->slot = d;
+    }
+    u.bytes = ggml_backend_alloc_ctx_tensors_from_buft_size(u.ctx, u.buft);
+    (u.host ? host_bytes : dev_bytes) += u.bytes;
+  }
+  if (host_bytes > 0) {
+    std::string how = opts.mmap ? "" : "mmap: true (the default)";
+    if (!repacked.empty()) how += std::string(how.empty() ? "" : " and ") + "repack: false";
+    CheckMemory(nullptr, host_bytes, "copying " + FormatMiB(host_bytes) + " of weights into memory", opts.memory_limit,
+                "Load with " + how + " to map the weights from the file instead of copying them");
+  }
+  if (dev_bytes > 0) {
+    CheckMemory(model->device, dev_bytes, "the weights on " + opts.device, opts.memory_limit,
+                on_cpu ? "" : "Offload fewer layers (gpuLayers)");
   }
 
-  bool mapped = false;
+  std::unique_ptr<FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
+  if (!f) throw Error("IO_ERROR", "cannot open " + path);
+  std::vector<uint8_t> staging;
+  double done = 0;
+  for (Upload& u : uploads) {
+    ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors_from_buft(u.ctx, u.buft);
+    if (buf == nullptr) {
+      throw Error(u.host ? "OUT_OF_MEMORY" : "OUT_OF_DEVICE_MEMORY", "cannot allocate " + FormatMiB(u.bytes) + " of weights on " + u.where);
+    }
+    ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+    model->buffers_.push_back(buf);
+    for (Placed* e : *u.set) {
+      if (cancel.load()) throw Error("ABORTED", "model loading was aborted");
+      const size_t n = ggml_nbytes(e->t);
+      staging.resize(n);
+      if (fseeko(f.get(), static_cast<off_t>(e->off), SEEK_SET) != 0 || std::fread(staging.data(), 1, n, f.get()) != n) {
+        throw Error("IO_ERROR", std::string("cannot read ") + e->t->name + " from " + path);
+      }
+      ggml_backend_tensor_set(*e->slot, staging.data(), 0, n);
+      done += static_cast<double>(n);
+      progress(done, total);
+    }
+  }
+
 #ifndef _WIN32
-  if (opts.mmap && !cpu_set.empty()) {
+  if (map_cpu) {
     const int fd = open(path.c_str(), O_RDONLY);
     if (fd < 0) throw Error("IO_ERROR", "cannot open " + path);
     void* addr = mmap(nullptr, file_size, PROT_READ, MAP_SHARED, fd, 0);
@@ -290,11 +369,8 @@ std::shared_ptr<Model> Model::Load(const std::string& path, const HParams& hp, c
       }
       done += static_cast<double>(ggml_nbytes(e->t));
     }
-    mapped = true;
   }
 #endif
-  if (!mapped) upload(cpu_set, ggml_backend_cpu_buffer_type(), "the CPU");
-  upload(dev_set, ggml_backend_dev_buffer_type(model->device), opts.device.c_str());
   progress(total, total);
   return model;
 }

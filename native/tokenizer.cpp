@@ -20,6 +20,21 @@ namespace {
 constexpr int kUnused = 5;
 constexpr int kByte = 6;
 
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// The byte of a "<0xXX>" piece, or -1. Strict on purpose: std::stoi accepted "<0x-1>" from a
+// hostile vocabulary (a write before byte_ids) and threw, uncaught, on "<0xZZ>".
+int ByteValue(const std::string& piece) {
+  if (piece.size() != 6 || piece.compare(0, 3, "<0x") != 0 || piece[5] != '>') return -1;
+  const int hi = HexDigit(piece[3]), lo = HexDigit(piece[4]);
+  return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
+}
+
 size_t Utf8Len(unsigned char c) {
   if (c < 0x80) return 1;
   if ((c >> 5) == 0x6) return 2;
@@ -173,8 +188,9 @@ Napi::Value CreateTokenizer(const Napi::CallbackInfo& info) {
   std::fill(std::begin(t.byte_ids), std::end(t.byte_ids), -1);
   for (uint32_t i = 0; i < n; ++i) {
     t.tokens[i] = tokens.Get(i).ToString().Utf8Value();
-    if (t.types[i] == kByte && t.tokens[i].size() == 6 && t.tokens[i].rfind("<0x", 0) == 0) {
-      t.byte_ids[std::stoi(t.tokens[i].substr(3, 2), nullptr, 16)] = static_cast<int>(i);
+    const int byte = t.types[i] == kByte ? ByteValue(t.tokens[i]) : -1;
+    if (byte >= 0) {
+      t.byte_ids[byte] = static_cast<int>(i);
     } else if (t.types[i] != kUnused) {
       t.piece_to_id.emplace(t.tokens[i], static_cast<int>(i));  // first id wins on duplicates
     }

@@ -8,6 +8,7 @@
 //   --cuda-arch 87                     (env HOVLE_CUDA_ARCHITECTURES)
 //   --jpeg auto|libjpeg|stb            (env HOVLE_JPEG)
 //   --build-dir build                  (env HOVLE_BUILD_DIR)  product: <dir>/Release/hovle.node
+//   --sanitize address,undefined       (env HOVLE_SANITIZE)   instrumented build (scripts/asan-test.sh)
 //   --force                            wipe the CMake build directory first
 //   --debug                            Debug configuration
 //   --from-node-gyp                    invoked by binding.gyp (node-gyp, electron-rebuild)
@@ -28,6 +29,7 @@ const { values: args } = parseArgs({
     'cuda-arch': { type: 'string' },
     jpeg: { type: 'string' },
     'build-dir': { type: 'string' },
+    sanitize: { type: 'string' },
     force: { type: 'boolean', default: false },
     debug: { type: 'boolean', default: false },
     'from-node-gyp': { type: 'boolean', default: false },
@@ -72,6 +74,8 @@ const cudaArch = args['cuda-arch'] ?? process.env.HOVLE_CUDA_ARCHITECTURES;
 if (cudaArch) defines.HOVLE_CUDA_ARCHITECTURES = cudaArch;
 const jpeg = args.jpeg ?? process.env.HOVLE_JPEG;
 if (jpeg) defines.HOVLE_JPEG = jpeg;
+const sanitize = args.sanitize ?? process.env.HOVLE_SANITIZE;
+if (sanitize !== undefined) defines.HOVLE_SANITIZE = sanitize;
 
 if (args.force) rmSync(cmakeDir, { recursive: true, force: true });
 

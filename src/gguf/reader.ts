@@ -1,7 +1,7 @@
 // GGUF reader for the converter, `hovle quantize` and tests. It trusts nothing in the file:
 // every count, length, dimension, type and offset is checked against limits and the file size
 // before it is used, and every failure is a GGUF_INVALID HovleError naming what was wrong.
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 
 import { HovleError } from '../errors.js';
 import { alignUp, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GgufValueType, type GgufValue } from './format.js';
@@ -51,13 +51,24 @@ class Cursor {
     if (this.pos >= this.bufStart && this.pos + n <= this.bufStart + this.buf.length) return;
     const want = Math.min(Math.max(n, 1 << 20), this.size - this.pos);
     const b = Buffer.allocUnsafe(want);
-    const { bytesRead } = await this.fh.read(b, 0, want, this.pos);
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await this.fh.read(b, 0, want, this.pos));
+    } catch (err) {
+      throw new HovleError('IO_ERROR', `${this.path}: cannot read: ${(err as Error).message}`, { cause: err });
+    }
     if (bytesRead < n) this.fail('short read');
     this.buf = b.subarray(0, bytesRead);
     this.bufStart = this.pos;
   }
 
-  private async take(n: number): Promise<Buffer> {
+  /** Skips `n` bytes without reading them. */
+  skip(n: number): void {
+    if (this.pos + n > this.size) this.fail(`file ends early: needs ${n} more bytes, ${this.size - this.pos} left`);
+    this.pos += n;
+  }
+
+  async take(n: number): Promise<Buffer> {
     await this.ensure(n);
     const off = this.pos - this.bufStart;
     this.pos += n;
@@ -137,21 +148,30 @@ async function readValue(c: Cursor, key: string): Promise<GgufValue> {
   const elem = (await c.u32()) as GgufValueType;
   const n = await c.count(`${key} array length`, MAX_ARRAY);
   const size = ELEM_SIZE[elem];
-  if (size !== undefined && n * size > c.size - c.pos) c.fail(`${key}: array of ${n} runs past the end of the file`);
+  if (size !== undefined && n * size > c.size - c.pos) c.fail(`${key}: array of ${n} runs past the end of the file (truncated?)`);
   if (elem === GgufValueType.STRING) {
+    if (n * 8 > c.size - c.pos) c.fail(`${key}: array of ${n} strings runs past the end of the file (truncated?)`);
     const out: string[] = [];
     for (let i = 0; i < n; i++) out.push(await c.str(`${key}[${i}]`));
     return { type: 'arr_string', value: out };
   }
   if (elem === GgufValueType.FLOAT32 || elem === GgufValueType.INT32 || elem === GgufValueType.UINT32) {
     const arr = elem === GgufValueType.FLOAT32 ? new Float32Array(n) : elem === GgufValueType.INT32 ? new Int32Array(n) : new Uint32Array(n);
-    for (let i = 0; i < n; i++) arr[i] = (await readScalar(c, elem, key)) as number;
+    // In chunks, not an await per element: a hostile array of 2^28 elements stays seconds long.
+    for (let i = 0; i < n;) {
+      const k = Math.min(n - i, 1 << 18);
+      const b = await c.take(k * 4);
+      if (elem === GgufValueType.FLOAT32) for (let j = 0; j < k; j++) arr[i + j] = b.readFloatLE(j * 4);
+      else if (elem === GgufValueType.INT32) for (let j = 0; j < k; j++) arr[i + j] = b.readInt32LE(j * 4);
+      else for (let j = 0; j < k; j++) arr[i + j] = b.readUInt32LE(j * 4);
+      i += k;
+    }
     const kind = elem === GgufValueType.FLOAT32 ? 'arr_f32' : elem === GgufValueType.INT32 ? 'arr_i32' : 'arr_u32';
     return { type: kind, value: arr } as GgufValue;
   }
   if (size === undefined) c.fail(`${key}: unsupported array element type ${elem}`);
-  // Other element types are legal GGUF but unused by hovle: skip them, keeping the file readable.
-  for (let i = 0; i < n; i++) await readScalar(c, elem, key);
+  // Other element types are legal GGUF but unused by hovle: skipped (bounds checked above).
+  c.skip(n * size);
   return { type: 'arr_i32', value: [] };
 }
 
@@ -159,6 +179,9 @@ async function readValue(c: Cursor, key: string): Promise<GgufValue> {
 export async function readGguf(path: string): Promise<GgufFile> {
   let fh: FileHandle;
   try {
+    // Only regular files: opening a FIFO would block until a writer appears (a hang), and a
+    // directory or device has no meaningful size.
+    if (!(await stat(path)).isFile()) throw new Error('not a regular file');
     fh = await open(path, 'r');
   } catch (err) {
     throw new HovleError('IO_ERROR', `cannot open ${path}: ${(err as Error).message}`, { cause: err });

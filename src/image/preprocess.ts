@@ -34,7 +34,10 @@ export interface PreprocessOptions {
   thumbnail?: boolean;
   /** Apply the EXIF orientation of JPEGs (off by default, as in the reference). */
   exifOrientation?: boolean;
-  /** Refuse images with more pixels (checked before decoding). Default 64 MP. */
+  /**
+   * Refuse images with more pixels (checked before decoding); finite. Default 64 MP. Whatever it
+   * says, no side may exceed 2^20 pixels, nor an encoded image 2^28 pixels (the decoders' limits).
+   */
   maxPixels?: number;
   /** Refuse encoded files larger than this. Default 256 MiB. */
   maxBytes?: number;
@@ -62,6 +65,16 @@ export const DEFAULT_MAX_PIXELS = 64_000_000;
 const DEFAULT_MAX_BYTES = 256 * 1024 * 1024;
 const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
 const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
+
+/** The longest side any decoder here accepts (stb_image's limit; JPEG stops at 65500). */
+const MAX_SIDE = 1 << 20;
+
+/** maxPixels must be a finite positive number: anything else would disable the bomb check. */
+function pixelLimit(v: number | undefined): number {
+  const limit = v ?? DEFAULT_MAX_PIXELS;
+  if (typeof limit !== 'number' || !(limit > 0) || !Number.isFinite(limit)) throw new HovleError('INVALID_ARGUMENT', 'maxPixels must be a positive finite number');
+  return limit;
+}
 
 function positiveInt(v: unknown, name: string): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new HovleError('INVALID_ARGUMENT', `${name} must be a positive integer`);
@@ -94,6 +107,9 @@ async function describe(input: ImageInput, maxBytes: number): Promise<NativeImag
     if (!channels) throw new HovleError('INVALID_ARGUMENT', `raw.format must be one of ${Object.keys(CHANNELS).join(', ')}`);
     const width = positiveInt(r.width, 'raw.width');
     const height = positiveInt(r.height, 'raw.height');
+    if (width > MAX_SIDE || height > MAX_SIDE) {
+      throw new HovleError('IMAGE_TOO_LARGE', `the frame is ${width}x${height}; no side may exceed ${MAX_SIDE} pixels`);
+    }
     const stride = r.stride === undefined ? width * channels : positiveInt(r.stride, 'raw.stride');
     if (stride < width * channels) throw new HovleError('INVALID_ARGUMENT', `raw.stride ${stride} is less than width x channels (${width * channels})`);
     const need = stride * (height - 1) + width * channels;
@@ -112,8 +128,7 @@ export async function preprocessImage(input: ImageInput, options: PreprocessOpti
   const maxTiles = positiveInt(options.maxTiles ?? 12, 'maxTiles');
   if (maxTiles < minTiles || maxTiles > 256) throw new HovleError('INVALID_ARGUMENT', 'need minTiles <= maxTiles <= 256');
   const tileSize = positiveInt(options.tileSize ?? 448, 'tileSize');
-  const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
-  if (!(maxPixels > 0)) throw new HovleError('INVALID_ARGUMENT', 'maxPixels must be positive');
+  const maxPixels = pixelLimit(options.maxPixels);
   const native = await describe(input, options.maxBytes ?? DEFAULT_MAX_BYTES);
   const r = await loadAddon().addon.preprocessImage(native, {
     minTiles,
@@ -142,7 +157,8 @@ export interface DecodedImage {
 
 /** Decodes an encoded image (path, { file } or { buffer }) to RGB, with the same decoders and limits as preprocessImage. */
 export async function decodeImage(input: ImageInput, options: Pick<PreprocessOptions, 'maxPixels' | 'maxBytes' | 'exifOrientation'> = {}): Promise<DecodedImage> {
+  const maxPixels = pixelLimit(options.maxPixels);
   const native = await describe(input, options.maxBytes ?? DEFAULT_MAX_BYTES);
   if (native.kind !== 'encoded') throw new HovleError('INVALID_ARGUMENT', 'decodeImage takes an encoded image, not a raw frame');
-  return loadAddon().addon.decodeImage(native.data, { maxPixels: options.maxPixels ?? DEFAULT_MAX_PIXELS, exifOrientation: options.exifOrientation ?? false });
+  return loadAddon().addon.decodeImage(native.data, { maxPixels, exifOrientation: options.exifOrientation ?? false });
 }

@@ -32,6 +32,10 @@ export interface LoadModelOptions {
    * Store CPU matmul weights in ggml's repacked layouts where the CPU has kernels for them
    * (Q4_0, Q4_K, IQ4_NL on AVX2; more types on Arm), as llama.cpp does. Faster, but those
    * weights are copied into memory instead of mapped from the file. Default true.
+   *
+   * Weights copied into memory (repacked ones, all CPU weights with mmap: false) and those
+   * placed on a device are checked against the memory available before loading, as contexts are
+   * (createContext): OUT_OF_MEMORY / OUT_OF_DEVICE_MEMORY with the bytes needed and available.
    */
   repack?: boolean;
   signal?: AbortSignal;
@@ -52,6 +56,9 @@ export interface ContextOptions {
   /** CPU threads. Default: all cores. */
   threads?: number;
 }
+
+/** Positions a context may hold (the native side counts them in 32-bit integers). */
+const MAX_POSITIONS = 2 ** 31 - 1;
 
 const BACKEND_DEVICE_PREFIX: Record<Backend, string> = { cpu: 'CPU', vulkan: 'Vulkan', cuda: 'CUDA', metal: 'MTL' };
 
@@ -77,6 +84,15 @@ export class HovleModel {
     this.native = native;
   }
 
+  /**
+   * Loads a HoVLE GGUF. Everything in the file is checked before it is used, and every problem
+   * is a GGUF_INVALID HovleError (IO_ERROR when the file cannot be read): the header, metadata
+   * and tensor table (counts, lengths, types, dimensions, offsets, in JS and again natively
+   * before ggml parses it), the hyperparameters (sizes, divisibility, finite floats), the tensor
+   * list against them, and NaN/Inf in the norm weights, biases and position table. The weight
+   * matrices are not scanned for NaN (a pass over the whole file on every load); the converter
+   * refuses checkpoints that hold any.
+   */
   static async load(path: string, options: LoadModelOptions = {}): Promise<HovleModel> {
     const file = await readGguf(path);
     const hparams = hparamsFromMetadata(file.metadata, path);
@@ -90,16 +106,32 @@ export class HovleModel {
     const id = (key: string) => {
       const v = file.metadata.get(key);
       if (!v || v.type !== 'u32') throw new HovleError('GGUF_INVALID', `${path}: ${key} is missing`);
+      if (v.value >= hparams.vocabSize) throw new HovleError('GGUF_INVALID', `${path}: ${key} ${v.value} is outside the vocabulary`);
       return v.value;
     };
     const tokenizer = Tokenizer.fromMetadata(file.metadata, path);
     const vocab: TokenInfo = { imageContextId, bosId: id('tokenizer.ggml.bos_token_id'), eotId: id('tokenizer.ggml.eot_token_id'), tokens: tokens.value };
 
+    // The file must hold exactly the tensors these hyperparameters call for (the native loader
+    // checks them again against ggml's own parse of the file).
+    const expected = concreteTensors(hparams);
+    const inFile = new Map(file.tensors.map((t) => [t.name, t]));
+    for (const e of expected) {
+      const t = inFile.get(e.gguf);
+      if (!t) throw new HovleError('GGUF_INVALID', `${path}: tensor ${e.gguf} is missing`);
+      if (t.dims.join(',') !== e.dims.join(',')) {
+        throw new HovleError('GGUF_INVALID', `${path}: tensor ${e.gguf} is ${t.dims.join('x')}, the hyperparameters call for ${e.dims.join('x')}`);
+      }
+    }
+    if (inFile.size !== expected.length) {
+      throw new HovleError('GGUF_INVALID', `${path} has ${inFile.size} tensors, a HoVLE model with its hyperparameters has ${expected.length}`);
+    }
+
     const { addon } = loadAddon();
     const device = options.device ?? (await pickDevice(options.backend ?? 'cpu'));
     const spec = {
       hparams: { ...hparams, imageContextId },
-      tensors: concreteTensors(hparams).map((t) => ({ name: t.gguf, role: t.def.role, block: t.block ?? -1, dims: t.dims })),
+      tensors: expected.map((t) => ({ name: t.gguf, role: t.def.role, block: t.block ?? -1, dims: t.dims })),
       device,
       mmap: options.mmap ?? true,
       gpuLayers: options.gpuLayers ?? -1,
@@ -157,12 +189,19 @@ export class HovleModel {
     return { data: r.data, tiles: r.tiles, grid: r.grid, width: r.width, height: r.height, ms: r.ms };
   }
 
+  /**
+   * A context with its own KV cache. The cache and the compute buffers its largest batches need
+   * are checked against the memory available before anything is allocated (host: MemAvailable
+   * and the cgroup limit; a device: the free memory its backend reports, and the
+   * HOVLE_MEMORY_LIMIT_BYTES environment variable caps both): a context that will not fit is an
+   * OUT_OF_MEMORY / OUT_OF_DEVICE_MEMORY error that gives the bytes needed and available.
+   */
   async createContext(options: ContextOptions = {}): Promise<ModelContext> {
     const contextSize = options.contextSize ?? 4096;
     const post = this.hparams.vision.pixelShuffleLoc === 'post';
     const embeddingContextSize = options.embeddingContextSize ?? (post ? contextSize * 4 : contextSize);
     for (const [k, v] of Object.entries({ contextSize, embeddingContextSize, batchSize: options.batchSize ?? 512 })) {
-      if (!Number.isInteger(v) || v < 1) throw new HovleError('INVALID_ARGUMENT', `${k} must be a positive integer`);
+      if (!Number.isInteger(v) || v < 1 || v > MAX_POSITIONS) throw new HovleError('INVALID_ARGUMENT', `${k} must be an integer in [1, ${MAX_POSITIONS}]`);
     }
     const native = await this.nativeModel().createContext({
       contextEmbedding: embeddingContextSize,

@@ -46,12 +46,19 @@ export class Tokenizer {
     if (scores.length !== tokens.length || types.length !== tokens.length) {
       throw new HovleError('GGUF_INVALID', `${path}: tokenizer arrays differ in length`);
     }
+    // The merge queue orders pieces by score; NaN has no order.
+    if (scores.some(Number.isNaN)) throw new HovleError('GGUF_INVALID', `${path}: tokenizer.ggml.scores holds NaN`);
     const flag = (key: string, fallback: boolean) => {
       const v = meta.get(key);
       return v && v.type === 'bool' ? v.value : fallback;
     };
     const added = meta.get('hovle.tokenizer.added_tokens');
-    const bosId = u32('tokenizer.ggml.bos_token_id');
+    const id = (key: string) => {
+      const v = u32(key);
+      if (v >= tokens.length) throw new HovleError('GGUF_INVALID', `${path}: ${key} ${v} is outside the vocabulary of ${tokens.length}`);
+      return v;
+    };
+    const bosId = id('tokenizer.ggml.bos_token_id');
     const addedIds = added && added.type === 'arr_i32' ? Int32Array.from(added.value) : new Int32Array(0);
     const special = new Uint8Array(tokens.length);
     types.forEach((t, i) => void (special[i] = t === CONTROL ? 1 : 0));
@@ -62,7 +69,7 @@ export class Tokenizer {
       types,
       added: addedIds,
       bosId,
-      unkId: u32('tokenizer.ggml.unknown_token_id'),
+      unkId: id('tokenizer.ggml.unknown_token_id'),
       addSpacePrefix: flag('tokenizer.ggml.add_space_prefix', false),
       byteFallback: flag('hovle.tokenizer.byte_fallback', true),
       removeExtraWhitespaces: flag('hovle.tokenizer.remove_extra_whitespaces', false),

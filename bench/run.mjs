@@ -6,7 +6,8 @@
 // BENCHMARKS.md. Models are generated on first use (random weights; see scripts/).
 //
 //   npm run bench -- [--types f16,q8_0,q4_0,q4_k_m] [--threads N] [--reps 3] [--quick]
-//                    [--models DIR] [--no-peer] [--flash] [--out BENCHMARKS.md]
+//                    [--prompts 2048] [--depths 0,1024,4096] [--models DIR] [--no-peer] [--flash]
+//                    [--out BENCHMARKS.md]
 //
 // --quick: 2 repetitions, prompts of 512, decode depths 0 and 1024 (minutes instead of an hour
 // on 2 cores). Timing runs want a quiet machine: nothing else should be using the CPU.
@@ -24,6 +25,8 @@ const { values: args } = parseArgs({
     threads: { type: 'string' },
     reps: { type: 'string' },
     quick: { type: 'boolean', default: false },
+    prompts: { type: 'string' },
+    depths: { type: 'string' },
     models: { type: 'string' },
     'no-peer': { type: 'boolean', default: false },
     flash: { type: 'boolean', default: false },
@@ -35,8 +38,9 @@ const { values: args } = parseArgs({
 const types = args.types.split(',');
 const threads = Number(args.threads ?? physicalCores());
 const reps = Number(args.reps ?? (args.quick ? 2 : 3));
-const prompts = args.quick ? [512] : [2048];
-const depths = args.quick ? [0, 1024] : [0, 1024, 4096];
+const list = (v) => v.split(',').map(Number);
+const prompts = args.prompts ? list(args.prompts) : args.quick ? [512] : [2048];
+const depths = args.depths ? list(args.depths) : args.quick ? [0, 1024] : [0, 1024, 4096];
 const decodeTokens = 32;
 const modelsDir = resolve(args.models ?? process.env.HOVLE_BENCH_MODELS ?? join(homedir(), '.cache', 'hovle', 'bench'));
 mkdirSync(modelsDir, { recursive: true });

@@ -18,6 +18,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
+// The same median/min/max as `hovle bench` (npm run bench builds dist first).
+import { spread } from '../dist/bench/measure.js';
+
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: args } = parseArgs({
   options: {
@@ -80,11 +83,6 @@ function dropCaches() {
   }
 }
 
-function spread(values) {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return { median: s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2, min: s[0], max: s[s.length - 1], runs: s.length };
-}
 
 // --- inputs -----------------------------------------------------------------------------------
 const ours = Object.fromEntries(types.map((t) => [t, join(modelsDir, `hovle-2b-${t}.gguf`)]));

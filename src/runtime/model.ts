@@ -314,15 +314,7 @@ export class ModelContext {
     return this.serial(async () => {
       const c = this.ctx();
       const hp = this.model.hparams;
-      const side = hp.vision.imageSize;
-      const tileFloats = hp.vision.numChannels * side * side;
-      let tiles = 0;
-      for (const img of images) {
-        if (!(img.data instanceof Float32Array) || !Number.isInteger(img.tiles) || img.tiles < 1 || img.data.length !== img.tiles * tileFloats) {
-          throw new HovleError('INVALID_ARGUMENT', `each image needs tiles x 3 x ${side} x ${side} floats`);
-        }
-        tiles += img.tiles;
-      }
+      const tiles = countTiles(hp, images);
       if (tiles === 0) throw new HovleError('INVALID_ARGUMENT', 'no images to encode');
       return c.vision(concatFloats(images.map((i) => i.data)), tiles, hp.vision.pixelShuffleLoc !== 'post');
     });
@@ -342,21 +334,13 @@ export class ModelContext {
     const H = hp.llm.embeddingLength;
     const V = hp.vocabSize;
     const ctxId = this.model.vocab.imageContextId;
-    const side = hp.vision.imageSize;
-    const tileFloats = hp.vision.numChannels * side * side;
     const perTile = tokensPerTile(hp.vision);
     const patches = patchesPerTile(hp.vision);
     if (ids.length === 0) throw new HovleError('INVALID_ARGUMENT', 'ids must not be empty');
     for (const id of ids) {
       if (!Number.isInteger(id) || id < 0 || id >= V) throw new HovleError('INVALID_ARGUMENT', `token id ${id} is outside the vocabulary (0..${V - 1})`);
     }
-    let tiles = 0;
-    for (const img of images) {
-      if (!(img.data instanceof Float32Array) || !Number.isInteger(img.tiles) || img.tiles < 1 || img.data.length !== img.tiles * tileFloats) {
-        throw new HovleError('INVALID_ARGUMENT', `each image needs tiles x 3 x ${side} x ${side} floats`);
-      }
-      tiles += img.tiles;
-    }
+    const tiles = countTiles(hp, images);
     const nCtxTokens = ids.reduce((n, id) => n + (id === ctxId ? 1 : 0), 0);
     if (nCtxTokens !== tiles * perTile) {
       throw new HovleError('INVALID_ARGUMENT', `${nCtxTokens} <IMG_CONTEXT> tokens, but the images have ${tiles} tiles (${tiles * perTile} expected)`);
@@ -430,6 +414,20 @@ export class ModelContext {
   [Symbol.dispose](): void {
     this.dispose();
   }
+}
+
+/** Total tiles of `images`, each checked to hold exactly tiles x channels x side x side floats. */
+function countTiles(hp: HovleHParams, images: readonly PixelTiles[]): number {
+  const side = hp.vision.imageSize;
+  const tileFloats = hp.vision.numChannels * side * side;
+  let tiles = 0;
+  for (const img of images) {
+    if (!(img.data instanceof Float32Array) || !Number.isInteger(img.tiles) || img.tiles < 1 || img.data.length !== img.tiles * tileFloats) {
+      throw new HovleError('INVALID_ARGUMENT', `each image needs tiles x 3 x ${side} x ${side} floats`);
+    }
+    tiles += img.tiles;
+  }
+  return tiles;
 }
 
 /** "post" mode: every run of <IMG_CONTEXT> (perTile per tile) becomes `patches` per tile. */

@@ -6,7 +6,7 @@
 // BENCHMARKS.md. Models are generated on first use (random weights; see scripts/).
 //
 //   npm run bench -- [--types f16,q8_0,q4_0,q4_k_m] [--threads N] [--reps 3] [--quick]
-//                    [--prompts 2048] [--depths 0,1024,4096] [--models DIR] [--no-peer] [--flash]
+//                    [--prompts 2048] [--depths 0,1024,4096] [--models DIR] [--no-peer] [--no-flash]
 //                    [--out BENCHMARKS.md]
 //
 // --quick: 2 repetitions, prompts of 512, decode depths 0 and 1024 (minutes instead of an hour
@@ -32,7 +32,7 @@ const { values: args } = parseArgs({
     depths: { type: 'string' },
     models: { type: 'string' },
     'no-peer': { type: 'boolean', default: false },
-    flash: { type: 'boolean', default: false },
+    'no-flash': { type: 'boolean', default: false },
     out: { type: 'string', default: join(root, 'BENCHMARKS.md') },
   },
   strict: true,
@@ -118,14 +118,14 @@ for (const t of types) {
   log(`hovle ${t}${cold ? ' (page cache dropped: first load is cold)' : ''}`);
   const argv = [cli, 'bench', '-m', ours[t], '--json', '--threads', String(threads), '--reps', String(reps),
     '--prompts', prompts.join(','), '--depths', depths.join(','), '--decode', String(decodeTokens), '--tiles', '1,7',
-    ...(args.flash ? ['--flash'] : [])];
+    ...(args['no-flash'] ? ['--no-flash'] : [])];
   const r = timed(process.execPath, argv);
   const hovle = JSON.parse(r.stdout);
   hovle.coldLoad = cold;
   let llama = null;
   if (peer) {
     log(`llama-bench ${t}`);
-    const common = ['-m', peer.models[t], '-t', String(threads), '-r', String(reps), '-o', 'json', '-fa', args.flash ? '1' : '0'];
+    const common = ['-m', peer.models[t], '-t', String(threads), '-r', String(reps), '-o', 'json', '-fa', args['no-flash'] ? '0' : '1'];
     const pp = timed(peer.bench, [...common, '-p', [300, ...prompts].join(','), '-n', '0']);
     const tg = timed(peer.bench, [...common, '-p', '0', '-n', String(decodeTokens), '-d', depths.join(',')]);
     const rows = [...JSON.parse(pp.stdout), ...JSON.parse(tg.stdout)];
@@ -199,7 +199,7 @@ function report(final) {
   const header = [
     `machine: ${cpuModel}, ${cpus().length} logical CPUs, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${osType()} ${release()}`,
     `hovle ${commit}${dirty}, ${date}, node ${process.version}; llama.cpp ${peer ? peer.build.commit?.slice(0, 12) ?? '' : 'not run'} (same pinned source)`,
-    `settings: CPU, ${threads} threads, ${reps} repetitions (median (min-max)), KV f16, flash attention ${args.flash ? 'on' : 'off'} for both; ` +
+    `settings: CPU, ${threads} threads, ${reps} repetitions (median (min-max)), KV f16, flash attention ${args['no-flash'] ? 'off' : 'on'} for both; ` +
       `prompts ${prompts.join(',')}, decode ${decodeTokens} tokens at depths ${depths.join(', ')}`,
     `memory read bandwidth: ${(bandwidth / 1e9).toFixed(1)} GB/s (bench/membw.c, ${threads} threads)`,
   ];

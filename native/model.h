@@ -134,7 +134,7 @@ struct ContextOptions {
   int n_ctx_emb = 4096;
   int n_ctx_llm = 4096;
   KvType kv_type = KvType::F16;
-  bool flash_attn = false;
+  bool flash_attn = true;
   int n_batch = 512;
   int threads = 0;
   uint64_t memory_limit = 0;  // as LoadOptions::memory_limit
@@ -158,6 +158,11 @@ class Context {
   // LLM over input rows [n, H] appended at n_past(llm). Returns logits [n_out, V] for the
   // requested row indices (all rows when out_rows is empty).
   std::vector<float> Llm(const float* rows, int n, const std::vector<int32_t>& out_rows);
+  // Embed and Llm fused: each micro-batch runs the 8 embedding layers and the 24 LLM layers as one
+  // graph, so the hidden rows never leave the compute buffer and a decode step is one graph.
+  // Rows map one-to-one, so not for images in "post" mode (their rows change count in between).
+  std::vector<float> Forward(const int32_t* ids, int n, const float* image_rows, int n_image_rows,
+                             const std::vector<int32_t>& out_rows);
 
   int hidden() const { return model_->hp.emb.n_embd; }
   TaskThread& task_thread() const { return *model_->thread; }
@@ -199,8 +204,18 @@ class Context {
   };
   VisionGraph BuildVisionGraph(ggml_context* ctx, ggml_cgraph* gf, int n_tiles, bool project);
   VisionGraph BuildShuffleProjectGraph(ggml_context* ctx, ggml_cgraph* gf, int n_tiles);
-  EmbedGraph BuildEmbedGraph(ggml_context* ctx, ggml_cgraph* gf, int n_tokens, int n_img, int n_past);
-  LlmGraph BuildLlmGraph(ggml_context* ctx, ggml_cgraph* gf, int n_tokens, int n_past, int n_out);
+  // `output`: the result is read back (false when the fused forward feeds it to the LLM).
+  EmbedGraph BuildEmbedGraph(ggml_context* ctx, ggml_cgraph* gf, int n_tokens, int n_img, int n_past, bool output = true);
+  // `input`: the rows fed to the LLM, a tensor of the graph (the fused forward) or, when null,
+  // a new input tensor (g.inp).
+  LlmGraph BuildLlmGraph(ggml_context* ctx, ggml_cgraph* gf, int n_tokens, int n_past, int n_out,
+                         ggml_tensor* input = nullptr);
+  // Checks shared by the stage runners; throw hovle::Error.
+  void CheckRoom(bool llm, int n) const;
+  int CountImageTokens(const int32_t* ids, int n) const;  // also checks the ids
+  std::vector<int32_t> WantedRows(const std::vector<int32_t>& out_rows, int n) const;
+  void SetEmbedInputs(const EmbedGraph& e, const int32_t* ids, int nb, const float* image_rows, int n_past);
+  void SetLlmInputs(const LlmGraph& l, const float* rows, int nb, int n_past, const std::vector<int32_t>& sel);
   // Compute-buffer bytes per scheduler backend (device first when there is one) for the
   // largest graphs this context will run.
   std::vector<size_t> MeasureCompute();
@@ -227,6 +242,7 @@ class Context {
   size_t compute_bytes_ = 0;
   std::vector<size_t> compute_checked_;  // per scheduler backend, bytes known to fit
   ggml_cgraph* pending_graph_ = nullptr;  // the graph being built (KV writes are expanded into it)
+  std::vector<ggml_fp16_t> mask_;         // host staging for the attention masks
 };
 
 }  // namespace hovle

@@ -254,6 +254,7 @@ Napi::Function ContextWrap::Define(Napi::Env env) {
       InstanceMethod("shuffleProject", &ContextWrap::ShuffleProject),
       InstanceMethod("embed", &ContextWrap::Embed),
       InstanceMethod("llm", &ContextWrap::Llm),
+      InstanceMethod("forward", &ContextWrap::Forward),
       InstanceMethod("nPast", &ContextWrap::NPast),
       InstanceMethod("truncate", &ContextWrap::Truncate),
       InstanceMethod("fork", &ContextWrap::Fork),
@@ -344,6 +345,22 @@ Napi::Value ContextWrap::Llm(const Napi::CallbackInfo& info) {
     const int H = ctx.hidden();
     if (rows->size() % H != 0) throw Error("INVALID_ARGUMENT", "rows must be a multiple of the hidden size");
     return ctx.Llm(rows->data(), static_cast<int>(rows->size() / H), *out);
+  });
+}
+
+Napi::Value ContextWrap::Forward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto c = Get(env);
+  auto ids = std::make_shared<std::vector<int32_t>>(CopyInts(info[0], "ids"));
+  auto img = std::make_shared<std::vector<float>>();
+  if (info.Length() > 1 && !info[1].IsNull() && !info[1].IsUndefined()) *img = CopyFloats(info[1], "imageRows");
+  auto out = std::make_shared<std::vector<int32_t>>();
+  if (info.Length() > 2 && !info[2].IsNull() && !info[2].IsUndefined()) *out = CopyInts(info[2], "outputRows");
+  return Queue(env, c, [ids, img, out](Context& ctx) {
+    const int H = ctx.hidden();
+    if (img->size() % H != 0) throw Error("INVALID_ARGUMENT", "image rows must be a multiple of the hidden size");
+    return ctx.Forward(ids->data(), static_cast<int>(ids->size()), img->empty() ? nullptr : img->data(),
+                       static_cast<int>(img->size() / H), *out);
   });
 }
 

@@ -33,6 +33,7 @@ class ContextWrap : public Napi::ObjectWrap<ContextWrap> {
   Napi::Value ShuffleProject(const Napi::CallbackInfo& info);
   Napi::Value Embed(const Napi::CallbackInfo& info);
   Napi::Value Llm(const Napi::CallbackInfo& info);
+  Napi::Value Forward(const Napi::CallbackInfo& info);
   Napi::Value NPast(const Napi::CallbackInfo& info);
   Napi::Value Truncate(const Napi::CallbackInfo& info);
   Napi::Value Fork(const Napi::CallbackInfo& info);

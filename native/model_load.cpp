@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "huge_pages.h"
 #include "memory.h"
 #include "ggml-cpu.h"
 #include "gguf.h"
@@ -335,6 +336,7 @@ std::shared_ptr<Model> Model::Load(const std::string& path, const HParams& hp, c
     }
     ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
     model->buffers_.push_back(buf);
+    if (u.host) AdviseHugePages(buf);
     for (Placed* e : *u.set) {
       if (cancel.load()) throw Error("ABORTED", "model loading was aborted");
       const size_t n = ggml_nbytes(e->t);

@@ -228,6 +228,9 @@ describe('hovle chat', () => {
     expect(hovle(['chat', '--help'])).toMatchObject({ code: 0, stdout: expect.stringContaining('/image FILE') });
     expect(hovle(['chat']).code).toBe(2);
     expect(hovle(['chat', '-m', model, '--kv-type', 'q4']).code).toBe(2);
+    const noFlash = hovle(['chat', '-m', model, '--kv-type', 'q8_0', '--no-flash']);
+    expect(noFlash.code).toBe(2);
+    expect(noFlash.stderr).toContain('--kv-type q8_0 needs flash attention');
   });
 });
 

@@ -64,11 +64,11 @@ describe('contexts', () => {
   it('counts the compute buffers of a prefill at a full context, not only the cache', async () => {
     // 16 MiB of f16 cache fits in 100 MiB; the attention scores of a 512-token batch against
     // 32768 cached positions (4 heads, f32) are 256 MiB more.
-    const err = await withLimit(100 * MiB, () => failure(model.createContext({ contextSize: 32768, kvType: 'f16' })));
+    const err = await withLimit(100 * MiB, () => failure(model.createContext({ contextSize: 32768, kvType: 'f16', flashAttention: false })));
     expect(err.code).toBe('OUT_OF_MEMORY');
     expect(err.message).toMatch(/KV cache 16\.0 MiB \+ compute buffers [\d.]+ MiB, needs [\d.]+ MiB, 100\.0 MiB available/);
-    // Flash attention does not materialise the scores: the same context fits.
-    const ctx = await withLimit(100 * MiB, () => model.createContext({ contextSize: 32768, kvType: 'f16', flashAttention: true }));
+    // Flash attention (the default) does not materialise the scores: the same context fits.
+    const ctx = await withLimit(100 * MiB, () => model.createContext({ contextSize: 32768, kvType: 'f16' }));
     ctx.dispose();
   });
 

@@ -125,7 +125,7 @@ export async function benchModel(path: string, options: BenchOptions = {}): Prom
   const tileCounts = options.imageTiles ?? [1, 7];
   const step = options.onStep ?? (() => undefined);
   const kvType = options.context?.kvType ?? 'f16';
-  const flashAttention = options.context?.flashAttention ?? kvType === 'q8_0';
+  const flashAttention = options.context?.flashAttention ?? true;
 
   const gguf = await readGguf(path);
   const weightTypes: Record<string, number> = {};

@@ -18,7 +18,7 @@ export const modelFlags = {
   'gpu-layers': { type: 'string' },
   'ctx-size': { type: 'string', short: 'c' },
   'kv-type': { type: 'string', default: 'f16' },
-  flash: { type: 'boolean', default: false },
+  'no-flash': { type: 'boolean', default: false },
   threads: { type: 'string', short: 't' },
   quiet: { type: 'boolean', short: 'q', default: false },
 } as const;
@@ -28,8 +28,9 @@ export const modelFlagsUsage = `Model options:
       --backend NAME     cpu (default), vulkan, cuda, metal
       --gpu-layers N     decoder blocks on the device (default: all)
   -c, --ctx-size N       context positions (default 4096)
-      --kv-type T        KV cache: f16 (default), f32 (closest to the reference), q8_0 (implies --flash)
-      --flash            flash attention
+      --kv-type T        KV cache: f16 (default), f32 (closest to the reference), q8_0
+      --no-flash         attention as separate matmul + softmax instead of the fused
+                         flash-attention kernel (more memory; not with --kv-type q8_0)
   -t, --threads N        CPU threads (default: all cores)
   -q, --quiet            no progress bar while loading`;
 
@@ -57,7 +58,7 @@ interface ModelFlagValues {
   'gpu-layers'?: string;
   'ctx-size'?: string;
   'kv-type'?: string;
-  flash?: boolean;
+  'no-flash'?: boolean;
   threads?: string;
   quiet?: boolean;
 }
@@ -90,12 +91,13 @@ function nonNegativeInt(value: string | undefined, flag: string): number | undef
 export function contextOptions(values: ModelFlagValues): ContextOptions {
   const kvType = values['kv-type'] ?? 'f16';
   if (!(KV_TYPES as readonly string[]).includes(kvType)) throw new UsageError(`--kv-type must be one of ${KV_TYPES.join(', ')}`);
+  // A quantized cache is only readable by the fused attention kernel.
+  if (kvType === 'q8_0' && values['no-flash']) throw new UsageError('--kv-type q8_0 needs flash attention (drop --no-flash)');
   const contextSize = optionalPositiveInt(values['ctx-size'], '--ctx-size');
   const threads = optionalPositiveInt(values.threads, '--threads');
   return {
     kvType: kvType as ContextOptions['kvType'],
-    // A quantized cache is only readable by the fused attention kernel.
-    flashAttention: Boolean(values.flash) || kvType === 'q8_0',
+    flashAttention: !values['no-flash'],
     ...(contextSize !== undefined ? { contextSize } : {}),
     ...(threads !== undefined ? { threads } : {}),
   };

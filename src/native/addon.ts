@@ -116,6 +116,8 @@ export interface NativeContext {
   shuffleProject(rows: Float32Array, tiles: number): Promise<Float32Array>;
   embed(ids: Int32Array, imageRows: Float32Array | null): Promise<Float32Array>;
   llm(rows: Float32Array, outputRows: Int32Array | null): Promise<Float32Array>;
+  /** embed + llm as one graph per micro-batch (not for images in "post" mode); returns the logits. */
+  forward(ids: Int32Array, imageRows: Float32Array | null, outputRows: Int32Array | null): Promise<Float32Array>;
   nPast(segment: 'embedding' | 'llm'): number;
   truncate(segment: 'embedding' | 'llm', n: number): void;
   /** A new context with a copy of this one's cache. */

@@ -142,8 +142,13 @@ std::vector<int32_t> CopyInts(const Napi::Value& v, const char* what) {
 // Runs `fn` on the model's thread with the context locked; resolves with a Float32Array.
 class ComputeWorker : public ThreadTask {
  public:
-  ComputeWorker(Napi::Env env, std::shared_ptr<Context> ctx, std::function<std::vector<float>(Context&)> fn)
-      : ThreadTask(env), ctx_(std::move(ctx)), fn_(std::move(fn)) {}
+  // `into`: a caller's Float32Array the result is copied into (and returned) instead of a new
+  // array; held by a reference until the task settles.
+  ComputeWorker(Napi::Env env, std::shared_ptr<Context> ctx, std::function<std::vector<float>(Context&)> fn,
+                Napi::Value into = Napi::Value())
+      : ThreadTask(env), ctx_(std::move(ctx)), fn_(std::move(fn)) {
+    if (!into.IsEmpty() && into.IsTypedArray()) into_ = Napi::Persistent(into.As<Napi::Float32Array>());
+  }
 
  protected:
   void Run() override {
@@ -152,6 +157,13 @@ class ComputeWorker : public ThreadTask {
     out_ = fn_(*ctx_);
   }
   Napi::Value Result(Napi::Env env) override {
+    if (!into_.IsEmpty()) {
+      Napi::Float32Array a = into_.Value();
+      // Checked by the JS layer before the call; a buffer detached (transferred) since is not.
+      if (a.ElementLength() < out_.size()) throw MakeError(env, "INVALID_ARGUMENT", "the logits buffer is smaller than the logits");
+      if (!out_.empty()) std::memcpy(a.Data(), out_.data(), out_.size() * sizeof(float));
+      return a;
+    }
     Napi::Float32Array a = Napi::Float32Array::New(env, out_.size());
     if (!out_.empty()) std::memcpy(a.Data(), out_.data(), out_.size() * sizeof(float));
     return a;
@@ -161,6 +173,7 @@ class ComputeWorker : public ThreadTask {
   std::shared_ptr<Context> ctx_;
   std::function<std::vector<float>(Context&)> fn_;
   std::vector<float> out_;
+  Napi::Reference<Napi::Float32Array> into_;
 };
 
 class CreateContextWorker : public ThreadTask {
@@ -256,6 +269,7 @@ Napi::Function ContextWrap::Define(Napi::Env env) {
       InstanceMethod("llm", &ContextWrap::Llm),
       InstanceMethod("forward", &ContextWrap::Forward),
       InstanceMethod("nPast", &ContextWrap::NPast),
+      InstanceMethod("memory", &ContextWrap::Memory),
       InstanceMethod("truncate", &ContextWrap::Truncate),
       InstanceMethod("fork", &ContextWrap::Fork),
       InstanceMethod("dispose", &ContextWrap::Dispose),
@@ -286,6 +300,16 @@ Napi::Value ContextWrap::NPast(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), Get(info.Env())->n_past(info[0].ToString().Utf8Value() == "llm"));
 }
 
+// Fixed at creation (the caches are allocated whole, the compute buffers measured on the largest
+// graphs), so this reads no state a running task could be changing.
+Napi::Value ContextWrap::Memory(const Napi::CallbackInfo& info) {
+  auto c = Get(info.Env());
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("kvBytes", Napi::Number::New(info.Env(), static_cast<double>(c->kv_bytes())));
+  o.Set("computeBytes", Napi::Number::New(info.Env(), static_cast<double>(c->compute_bytes())));
+  return o;
+}
+
 Napi::Value ContextWrap::Truncate(const Napi::CallbackInfo& info) {
   std::shared_ptr<Context> c = Get(info.Env());
   std::unique_lock<std::mutex> lock(c->busy, std::try_to_lock);
@@ -298,10 +322,20 @@ Napi::Value ContextWrap::Truncate(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-static Napi::Value Queue(Napi::Env env, std::shared_ptr<Context> c, std::function<std::vector<float>(Context&)> fn) {
+static Napi::Value Queue(Napi::Env env, std::shared_ptr<Context> c, std::function<std::vector<float>(Context&)> fn,
+                         Napi::Value into = Napi::Value()) {
   TaskThread& thread = c->task_thread();
-  auto* w = new ComputeWorker(env, std::move(c), std::move(fn));
+  auto* w = new ComputeWorker(env, std::move(c), std::move(fn), into);
   return w->Queue(thread);
+}
+
+// The optional Float32Array argument `i` that logits are written into.
+static Napi::Value Into(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || info[i].IsNull() || info[i].IsUndefined()) return Napi::Value();
+  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    throw MakeError(info.Env(), "INVALID_ARGUMENT", "the logits buffer must be a Float32Array");
+  }
+  return info[i];
 }
 
 Napi::Value ContextWrap::Vision(const Napi::CallbackInfo& info) {
@@ -345,7 +379,7 @@ Napi::Value ContextWrap::Llm(const Napi::CallbackInfo& info) {
     const int H = ctx.hidden();
     if (rows->size() % H != 0) throw Error("INVALID_ARGUMENT", "rows must be a multiple of the hidden size");
     return ctx.Llm(rows->data(), static_cast<int>(rows->size() / H), *out);
-  });
+  }, Into(info, 2));
 }
 
 Napi::Value ContextWrap::Forward(const Napi::CallbackInfo& info) {
@@ -361,7 +395,7 @@ Napi::Value ContextWrap::Forward(const Napi::CallbackInfo& info) {
     if (img->size() % H != 0) throw Error("INVALID_ARGUMENT", "image rows must be a multiple of the hidden size");
     return ctx.Forward(ids->data(), static_cast<int>(ids->size()), img->empty() ? nullptr : img->data(),
                        static_cast<int>(img->size() / H), *out);
-  });
+  }, Into(info, 3));
 }
 
 // ------------------------------------------------------------------ loadModel

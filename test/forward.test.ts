@@ -146,6 +146,37 @@ describe('the fused forward (one graph through all 32 layers) equals the staged 
   }
 });
 
+describe('logitsInto: logits written into a caller\'s buffer', () => {
+  it('returns a view of the buffer with the same logits, for both paths; a short buffer is refused before any work', async () => {
+    const m = await model('hovle-tiny');
+    const V = m.hparams.vocabSize;
+    const c = goldenCases('hovle-tiny').find((x) => x.name === 'fjord_max1_en')!;
+    const ids = Array.from(goldenI32('hovle-tiny', c, 'input_ids'));
+    const imgs = await images('hovle-tiny', c);
+    const plain = await m.createContext({ contextSize: ids.length + 8, kvType: 'f32' });
+    const into = await m.createContext({ contextSize: ids.length + 8, kvType: 'f32' });
+    const buf = new Float32Array(2 * V + 5).fill(7);
+    await expect(into.evaluate(ids, imgs, { logits: [0, 1, 2], logitsInto: buf })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(into.evaluate(ids, imgs, { logits: 'last', logitsInto: new Float64Array(V) as unknown as Float32Array })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(into.cached).toEqual({ embedding: 0, llm: 0 });
+    const rows = [3, ids.length - 1];
+    const a = await plain.evaluate(ids, imgs, { logits: rows });
+    const b = await into.evaluate(ids, imgs, { logits: rows, logitsInto: buf });
+    expect(b.logits.buffer).toBe(buf.buffer);
+    expect(b.logits.length).toBe(2 * V);
+    expect(Array.from(b.logits)).toEqual(Array.from(a.logits));
+    expect(buf[2 * V]).toBe(7); // nothing past the logits is touched
+    // The staged path (hidden: true) and a decode step.
+    const tok = argmax(a.logits.subarray(V));
+    const sa = await plain.evaluate([tok], [], { logits: 'last', hidden: true });
+    const sb = await into.evaluate([tok], [], { logits: 'last', hidden: true, logitsInto: buf });
+    expect(sb.logits.buffer).toBe(buf.buffer);
+    expect(Array.from(sb.logits)).toEqual(Array.from(sa.logits));
+    plain.dispose();
+    into.dispose();
+  });
+});
+
 describe('faster settings, within documented tolerances', () => {
   const variant = 'hovle-tiny';
 

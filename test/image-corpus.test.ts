@@ -6,13 +6,14 @@
 // form. test/image.test.ts holds the basic cases (one truncation each, the header-only bomb).
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { deflateSync, crc32 } from 'node:zlib';
+import { deflateSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 
 import { HovleError } from '../src/errors.js';
 import { decodeImage, preprocessImage, type RawFrame } from '../src/image/preprocess.js';
 import { loadAddon } from '../src/native/load.js';
 import { FIXTURES } from './helpers/tmp.js';
+import { pngChunk as chunk } from './helpers/png-chunk.js';
 
 const IMAGES = join(FIXTURES, 'images');
 const jpg = readFileSync(join(IMAGES, 'fjord.jpg'));
@@ -83,15 +84,6 @@ function pngChunks(b: Buffer): Array<{ at: number; type: string; dataAt: number;
     p += 12 + len;
   }
   return out;
-}
-
-function chunk(type: string, data: Buffer): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(data.length, 0);
-  head.write(type, 4, 'latin1');
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])) >>> 0, 0);
-  return Buffer.concat([head, data, crc]);
 }
 
 /** An 8-bit grayscale PNG whose IDAT holds `rows` rows of `rowBytes` samples (filter 0), from `sample`. */

@@ -61,6 +61,26 @@ describe('contexts', () => {
     await healthy(reference);
   });
 
+  it('a context reports the bytes it holds: KV caches of both segments, compute buffers', async () => {
+    const sizes = async (o: Parameters<HovleModel['createContext']>[0]) => {
+      const ctx = await model.createContext(o);
+      const m = ctx.memory;
+      ctx.dispose();
+      expect(() => ctx.memory).toThrow(expect.objectContaining({ code: 'DISPOSED' }));
+      return m;
+    };
+    const hp = model.hparams;
+    // blocks x (K + V) x positions x kv heads x head dim x bytes, per segment ("pre": same positions).
+    const perPosition = [hp.embedding, hp.llm].reduce((n, s) => n + s.blockCount * 2 * s.headCountKv * (s.embeddingLength / s.headCount), 0);
+    const f16 = await sizes({ contextSize: 1024, kvType: 'f16' });
+    expect(f16.kvBytes).toBe(1024 * perPosition * 2);
+    expect((await sizes({ contextSize: 1024, kvType: 'f32' })).kvBytes).toBe(1024 * perPosition * 4);
+    expect(f16.computeBytes).toBeGreaterThan(0);
+    // Without flash attention the scores of a 512-row batch against every position are a buffer.
+    const noFa = await sizes({ contextSize: 1024, kvType: 'f16', flashAttention: false });
+    expect(noFa.computeBytes).toBeGreaterThan(f16.computeBytes);
+  });
+
   it('counts the compute buffers of a prefill at a full context, not only the cache', async () => {
     // 16 MiB of f16 cache fits in 100 MiB; the attention scores of a 512-token batch against
     // 32768 cached positions (4 heads, f32) are 256 MiB more.

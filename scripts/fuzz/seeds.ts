@@ -10,7 +10,7 @@
 //                        (scripts/fuzz.sh adds JPEGs made with cjpeg when it is installed)
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { crc32, deflateSync } from 'node:zlib';
+import { deflateSync } from 'node:zlib';
 
 import { fileTypeMetadata } from '../../src/convert/convert.ts';
 import { writeModel, type PlannedTensor } from '../../src/convert/model-writer.ts';
@@ -19,6 +19,7 @@ import { ggmlType } from '../../src/gguf/ggml-types.ts';
 import type { HovleHParams } from '../../src/model/hparams.ts';
 import { hparamsToMetadata } from '../../src/model/metadata.ts';
 import { concreteTensors } from '../../src/model/schema.ts';
+import { pngChunk as chunk } from '../../test/helpers/png-chunk.ts';
 
 const [out, root] = process.argv.slice(2);
 if (!out || !root) throw new Error('usage: seeds OUT_DIR REPO_ROOT');
@@ -119,14 +120,6 @@ const img = join(out, 'seeds-image');
 mkdirSync(img, { recursive: true });
 for (const f of ['fjord.jpg', 'gradient.png']) copyFileSync(join(root, 'test/fixtures/images', f), join(img, f));
 
-function chunk(type: string, data: Buffer): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(data.length, 0);
-  head.write(type, 4, 'latin1');
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])) >>> 0, 0);
-  return Buffer.concat([head, data, crc]);
-}
 /** A PNG of w x h with colour type `ct`, bit depth `depth`; `px(x, y, c)` gives the samples. */
 function png(w: number, h: number, ct: number, depth: number, px: (x: number, y: number, c: number) => number, opts: { palette?: number; interlace?: boolean } = {}): Buffer {
   const channels = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 }[ct]!;

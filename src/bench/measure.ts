@@ -107,16 +107,6 @@ function syntheticFrame(side: number) {
   return { raw: { data, width: side, height: side, format: 'rgb' as const } };
 }
 
-function kvBytes(model: HovleModel, contextSize: number, kvType: string): number {
-  const per = kvType === 'f32' ? 4 : kvType === 'q8_0' ? 34 / 32 : 2;
-  let total = 0;
-  for (const [seg, ctx] of [[model.hparams.embedding, model.hparams.vision.pixelShuffleLoc === 'post' ? 4 * contextSize : contextSize], [model.hparams.llm, contextSize]] as const) {
-    const headDim = seg.embeddingLength / seg.headCount;
-    total += seg.blockCount * 2 * ctx * seg.headCountKv * headDim * per;
-  }
-  return Math.round(total);
-}
-
 export async function benchModel(path: string, options: BenchOptions = {}): Promise<BenchResult> {
   const reps = options.reps ?? 3;
   const prompts = options.prompts ?? [2048];
@@ -154,6 +144,7 @@ export async function benchModel(path: string, options: BenchOptions = {}): Prom
   const contextSize = Math.max(maxPrompt, ...depths.map((d) => d + nDecode)) + 16;
   const ctxOptions: ContextOptions = { ...options.context, flashAttention, kvType: kvType as ContextOptions['kvType'], contextSize };
   const ctx: ModelContext = await model.createContext(ctxOptions);
+  const { kvBytes } = ctx.memory;
   const ids = (n: number, first = true) => {
     const out = first ? [model.vocab.bosId] : [];
     while (out.length < n) out.push(next());
@@ -210,6 +201,8 @@ export async function benchModel(path: string, options: BenchOptions = {}): Prom
   // Each depth is filled once (untimed; a deeper one extends the shallower fill) and decoding
   // rewinds to it between repetitions, so a 4096-deep measurement costs one 4096-token prefill.
   const decodeTokensPerSecond: BenchResult['decodeTokensPerSecond'] = {};
+  // As Session.ask decodes: one logits row reused by every step.
+  const logitsInto = new Float32Array(model.hparams.vocabSize);
   await ctx.rewind(0);
   let filled = 0;
   for (const depth of [...depths].sort((a, b) => a - b)) {
@@ -224,7 +217,7 @@ export async function benchModel(path: string, options: BenchOptions = {}): Prom
       let tok = filled === 0 ? model.vocab.bosId : next();
       t = performance.now();
       for (let k = 0; k < nDecode; k++) {
-        const r = await ctx.evaluate([tok], [], { logits: 'last' });
+        const r = await ctx.evaluate([tok], [], { logits: 'last', logitsInto });
         // The argmax keeps the work per step the same as greedy decoding without a sampler's cost.
         let best = 0;
         for (let v = 1; v < r.logits.length; v++) if (r.logits[v]! > r.logits[best]!) best = v;
@@ -252,7 +245,7 @@ export async function benchModel(path: string, options: BenchOptions = {}): Prom
     fileBytes: gguf.fileSize,
     weightTypes,
     bytesPerToken,
-    kvBytes: kvBytes(model, contextSize, kvType),
+    kvBytes,
     device: model.device,
     threads: options.context?.threads,
     kvType,

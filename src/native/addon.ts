@@ -115,10 +115,11 @@ export interface NativeContext {
   vision(pixels: Float32Array, tiles: number, project: boolean): Promise<Float32Array>;
   shuffleProject(rows: Float32Array, tiles: number): Promise<Float32Array>;
   embed(ids: Int32Array, imageRows: Float32Array | null): Promise<Float32Array>;
-  llm(rows: Float32Array, outputRows: Int32Array | null): Promise<Float32Array>;
+  llm(rows: Float32Array, outputRows: Int32Array | null, into?: Float32Array): Promise<Float32Array>;
   /** embed + llm as one graph per micro-batch (not for images in "post" mode); returns the logits. */
-  forward(ids: Int32Array, imageRows: Float32Array | null, outputRows: Int32Array | null): Promise<Float32Array>;
+  forward(ids: Int32Array, imageRows: Float32Array | null, outputRows: Int32Array | null, into?: Float32Array): Promise<Float32Array>;
   nPast(segment: 'embedding' | 'llm'): number;
+  memory(): { kvBytes: number; computeBytes: number };
   truncate(segment: 'embedding' | 'llm', n: number): void;
   /** A new context with a copy of this one's cache. */
   fork(): Promise<NativeContext>;

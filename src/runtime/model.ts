@@ -254,6 +254,12 @@ export interface EvaluateOptions {
   logits?: 'all' | 'last' | number[];
   /** Also return the embedding module's output (its positions: the HD sequence in post mode). */
   hidden?: boolean;
+  /**
+   * Write the logits into this array (at least positions x vocabSize long) and return a view of
+   * it, instead of a new array per call: a decode loop reusing one buffer leaves the GC no
+   * 370 KB array per token, which V8 otherwise lets pile up to tens of MB before collecting.
+   */
+  logitsInto?: Float32Array;
 }
 
 export interface EvaluateResult {
@@ -287,6 +293,15 @@ export class ModelContext {
     const run = this.queue.then(fn, fn);
     this.queue = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * Bytes this context holds besides the model: its KV caches (both segments), and the compute
+   * buffers as measured at creation on the largest graphs it will run (checked against the
+   * memory available then; a call asking for many rows of logits may grow them).
+   */
+  get memory(): { kvBytes: number; computeBytes: number } {
+    return this.ctx().memory();
   }
 
   /** Positions cached so far in each segment. */
@@ -355,6 +370,11 @@ export class ModelContext {
         throw new HovleError('INVALID_ARGUMENT', 'logit positions must be increasing indices into ids');
       }
     });
+    const into = options.logitsInto;
+    if (into !== undefined && (!(into instanceof Float32Array) || into.length < positions.length * V)) {
+      throw new HovleError('INVALID_ARGUMENT', `logitsInto must be a Float32Array of at least ${positions.length * V} floats (${positions.length} x ${V})`);
+    }
+    const view = (l: Float32Array) => (into ? into.subarray(0, positions.length * V) : l);
     const post = hp.vision.pixelShuffleLoc === 'post' && tiles > 0;
     const embIds = post ? expandHd(ids, ctxId, perTile, patches) : ids;
     const room = { llm: this.contextSize - c.nPast('llm'), embedding: this.embeddingContextSize - c.nPast('embedding') };
@@ -369,7 +389,7 @@ export class ModelContext {
     const t1 = performance.now();
     if (!post && !options.hidden) {
       // The common case: one graph per micro-batch through all 32 layers.
-      const logits = await c.forward(embIds, imageRows, Int32Array.from(positions));
+      const logits = view(await c.forward(embIds, imageRows, Int32Array.from(positions), into));
       return { logits, timings: { visionMs: t1 - t0, decoderMs: performance.now() - t1 }, positions, vocabSize: V };
     }
     const hidden = await c.embed(embIds, imageRows);
@@ -399,7 +419,7 @@ export class ModelContext {
         hd++;
       }
     }
-    const logits = await c.llm(llmIn, Int32Array.from(positions));
+    const logits = view(await c.llm(llmIn, Int32Array.from(positions), into));
     return {
       logits,
       // In "post" mode the pixel shuffle and projection run after the embedding layers; they are

@@ -42,6 +42,8 @@ export class Sampler {
     this.state = ((o.seed ?? Math.floor(Math.random() * 2 ** 31)) ^ 0x9e3779b9) >>> 0 || 1;
   }
 
+  private scratch = new Float32Array(0);
+
   /** mulberry32: small, fast, and the same on every platform. */
   private random(): number {
     let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
@@ -52,7 +54,10 @@ export class Sampler {
 
   sample(logits: Float32Array, history: readonly number[]): number {
     const o = this.o;
-    const l = Float32Array.from(logits);
+    // A scratch copy (biases and penalties are applied to it), reused across tokens.
+    if (this.scratch.length !== logits.length) this.scratch = new Float32Array(logits.length);
+    const l = this.scratch;
+    l.set(logits);
     if (o.logitBias) for (const [id, b] of Object.entries(o.logitBias)) if (Number(id) < l.length) l[Number(id)]! += b;
     const window = history.slice(-(o.penaltyWindow ?? 64));
     if (window.length && (o.repeatPenalty !== undefined || o.presencePenalty || o.frequencyPenalty)) {

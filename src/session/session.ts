@@ -200,7 +200,10 @@ export class Session {
     const preprocessMs = performance.now() - t0;
 
     const t1 = performance.now();
-    let r = await this.ctx.evaluate(ids, images, { logits: 'last' });
+    // One row of logits, reused by every step of this answer (the sampler reads it before the
+    // next step overwrites it).
+    const logitsInto = new Float32Array(this.model.hparams.vocabSize);
+    let r = await this.ctx.evaluate(ids, images, { logits: 'last', logitsInto });
     this.turns++;
     this.openTurn = false;
     const prefillMs = performance.now() - t1;
@@ -234,7 +237,7 @@ export class Session {
         stopReason = 'contextFull';
         break;
       }
-      r = await this.ctx.evaluate([tok], [], { logits: 'last' });
+      r = await this.ctx.evaluate([tok], [], { logits: 'last', logitsInto });
     }
     if (stopReason !== 'stop') {
       const { emit, stopped } = stopper.finish(decoder.flush());

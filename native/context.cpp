@@ -290,6 +290,14 @@ struct GraphScope {
   }
 };
 
+// A segment's position ids [n_tokens] and causal mask [n_kv, n_tokens], graph inputs both.
+void NewPositionInputs(ggml_context* ctx, int n_tokens, int n_kv, ggml_tensor** pos, ggml_tensor** mask) {
+  *pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_tokens);
+  ggml_set_input(*pos);
+  *mask = ggml_new_tensor_2d(ctx, GGML_TYPE_F16, n_kv, n_tokens);
+  ggml_set_input(*mask);
+}
+
 void FillCausalMask(std::vector<ggml_fp16_t>& mask, int n_kv, int n_tokens, int n_past) {
   mask.resize(static_cast<size_t>(n_kv) * n_tokens);
   const ggml_fp16_t zero = ggml_fp32_to_fp16(0.0f);
@@ -346,10 +354,7 @@ Context::EmbedGraph Context::BuildEmbedGraph(ggml_context* ctx, ggml_cgraph* gf,
     ggml_set_input(g.merge);
     cur = ggml_get_rows(ctx, ggml_concat(ctx, cur, g.img, 1), g.merge);
   }
-  g.pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, nb);
-  ggml_set_input(g.pos);
-  g.mask = ggml_new_tensor_2d(ctx, GGML_TYPE_F16, n_kv, nb);
-  ggml_set_input(g.mask);
+  NewPositionInputs(ctx, nb, n_kv, &g.pos, &g.mask);
   cur = BuildSegment(ctx, cur, false, nb, n_past, g.pos, g.mask);
   if (hp.normalize_output) cur = ggml_l2_norm(ctx, cur, 1e-12f);
   if (output) {
@@ -370,10 +375,7 @@ Context::LlmGraph Context::BuildLlmGraph(ggml_context* ctx, ggml_cgraph* gf, int
     ggml_set_input(g.inp);
     input = g.inp;
   }
-  g.pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, nb);
-  ggml_set_input(g.pos);
-  g.mask = ggml_new_tensor_2d(ctx, GGML_TYPE_F16, n_kv, nb);
-  ggml_set_input(g.mask);
+  NewPositionInputs(ctx, nb, n_kv, &g.pos, &g.mask);
   ggml_tensor* cur = BuildSegment(ctx, input, true, nb, n_past, g.pos, g.mask);
   if (n_out > 0) {
     g.sel = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_out);
@@ -484,14 +486,16 @@ void Context::CheckRoom(bool llm, int n) const {
   }
 }
 
-int Context::CountImageTokens(const int32_t* ids, int n) const {
+void Context::CheckIds(const int32_t* ids, int n, int n_image_rows) const {
   const HParams& hp = model_->hp;
   int n_img = 0;
   for (int i = 0; i < n; ++i) {
     if (ids[i] < 0 || ids[i] >= hp.n_vocab) throw Error("INVALID_ARGUMENT", "token id " + std::to_string(ids[i]) + " is outside the vocabulary");
     n_img += ids[i] == hp.img_context_id;
   }
-  return n_img;
+  if (n_img != n_image_rows) {
+    throw Error("INVALID_ARGUMENT", std::to_string(n_img) + " image-context tokens but " + std::to_string(n_image_rows) + " image rows");
+  }
 }
 
 std::vector<int32_t> Context::WantedRows(const std::vector<int32_t>& out_rows, int n) const {
@@ -518,20 +522,20 @@ void Context::SetEmbedInputs(const EmbedGraph& e, const int32_t* ids, int nb, co
     ggml_backend_tensor_set(e.img, image_rows, 0, ggml_nbytes(e.img));
     ggml_backend_tensor_set(e.merge, merge.data(), 0, ggml_nbytes(e.merge));
   }
+  SetPositions(e.pos, e.mask, nb, n_past);
+}
+
+void Context::SetPositions(ggml_tensor* pos, ggml_tensor* mask, int nb, int n_past) {
   std::vector<int32_t> p(nb);
   for (int i = 0; i < nb; ++i) p[i] = n_past + i;
-  ggml_backend_tensor_set(e.pos, p.data(), 0, ggml_nbytes(e.pos));
+  ggml_backend_tensor_set(pos, p.data(), 0, ggml_nbytes(pos));
   FillCausalMask(mask_, n_past + nb, nb, n_past);
-  ggml_backend_tensor_set(e.mask, mask_.data(), 0, ggml_nbytes(e.mask));
+  ggml_backend_tensor_set(mask, mask_.data(), 0, ggml_nbytes(mask));
 }
 
 void Context::SetLlmInputs(const LlmGraph& l, const float* rows, int nb, int n_past, const std::vector<int32_t>& sel) {
   if (l.inp != nullptr) ggml_backend_tensor_set(l.inp, rows, 0, ggml_nbytes(l.inp));
-  std::vector<int32_t> p(nb);
-  for (int i = 0; i < nb; ++i) p[i] = n_past + i;
-  ggml_backend_tensor_set(l.pos, p.data(), 0, ggml_nbytes(l.pos));
-  FillCausalMask(mask_, n_past + nb, nb, n_past);
-  ggml_backend_tensor_set(l.mask, mask_.data(), 0, ggml_nbytes(l.mask));
+  SetPositions(l.pos, l.mask, nb, n_past);
   if (l.sel) ggml_backend_tensor_set(l.sel, sel.data(), 0, ggml_nbytes(l.sel));
 }
 
@@ -551,11 +555,7 @@ int CountIn(const int32_t* ids, int n, int32_t id) { return static_cast<int>(std
 std::vector<float> Context::Embed(const int32_t* ids, int n, const float* image_rows, int n_image_rows) {
   const int H = model_->hp.emb.n_embd;
   CheckRoom(false, n);
-  const int n_ctx_tokens = CountImageTokens(ids, n);
-  if (n_ctx_tokens != n_image_rows) {
-    throw Error("INVALID_ARGUMENT", std::to_string(n_ctx_tokens) + " image-context tokens but " +
-                                        std::to_string(n_image_rows) + " image rows");
-  }
+  CheckIds(ids, n, n_image_rows);
   std::vector<float> out(static_cast<size_t>(n) * H);
   int img_used = 0;
   for (int b0 = 0; b0 < n; b0 += opts_.n_batch) {
@@ -606,11 +606,7 @@ std::vector<float> Context::Forward(const int32_t* ids, int n, const float* imag
   if (hp.emb.n_embd != hp.llm.n_embd) throw Error("INVALID_ARGUMENT", "the fused forward needs equal hidden sizes");
   CheckRoom(false, n);
   CheckRoom(true, n);
-  const int n_ctx_tokens = CountImageTokens(ids, n);
-  if (n_ctx_tokens != n_image_rows) {
-    throw Error("INVALID_ARGUMENT", std::to_string(n_ctx_tokens) + " image-context tokens but " +
-                                        std::to_string(n_image_rows) + " image rows");
-  }
+  CheckIds(ids, n, n_image_rows);
   const std::vector<int32_t> wanted = WantedRows(out_rows, n);
   std::vector<float> logits(wanted.size() * static_cast<size_t>(V));
   size_t w = 0;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "file_io.h"
 #include "ggml.h"
 
 namespace hovle {
@@ -26,10 +27,6 @@ constexpr uint64_t kMaxDim = (uint64_t{1} << 53) - 1;
 // GGUF value types (gguf.h), and the byte size of the fixed-size ones.
 enum : uint32_t { kU8, kI8, kU16, kI16, kU32, kI32, kF32, kBool, kString, kArray, kU64, kI64, kF64, kTypeCount };
 constexpr uint32_t kScalarSize[kTypeCount] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
-
-struct FileCloser {
-  void operator()(FILE* f) const { if (f) std::fclose(f); }
-};
 
 class Reader {
  public:
@@ -87,8 +84,7 @@ void CheckGgufFile(const std::string& path) {
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) throw Error("IO_ERROR", "cannot stat " + path);
   if (!S_ISREG(st.st_mode)) throw Error("IO_ERROR", path + " is not a regular file");
-  std::unique_ptr<FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
-  if (!f) throw Error("IO_ERROR", "cannot open " + path);
+  const File f = OpenForRead(path);
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   Reader r(f.get(), size, path);
 

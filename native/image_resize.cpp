@@ -66,21 +66,27 @@ inline uint8_t Clip8(int64_t v) {
   return static_cast<uint8_t>(s < 0 ? 0 : s > 255 ? 255 : s);
 }
 
-RgbImage VerticalPass(const RgbImage& src, int out_h, const Coeffs& vert, int y_offset) {
+// One output row of the vertical pass: `rows` are the ymax source rows its window covers.
+void VerticalRow(const uint8_t* const* rows, int ymax, const int* k, size_t stride, uint8_t* out) {
+  for (size_t x = 0; x < stride; ++x) {
+    int64_t ss = int64_t(1) << (kPrecisionBits - 1);
+    for (int y = 0; y < ymax; ++y) ss += static_cast<int64_t>(rows[y][x]) * k[y];
+    out[x] = Clip8(ss);
+  }
+}
+
+RgbImage VerticalPass(const RgbImage& src, int out_h, const Coeffs& vert) {
   RgbImage res;
   res.width = src.width;
   res.height = out_h;
   res.rgb.resize(static_cast<size_t>(src.width) * out_h * 3);
   const size_t stride = static_cast<size_t>(src.width) * 3;
+  std::vector<const uint8_t*> rows(vert.ksize);
   for (int yy = 0; yy < out_h; ++yy) {
-    const int ymin = vert.bounds[yy * 2] - y_offset;
+    const int ymin = vert.bounds[yy * 2];
     const int ymax = vert.bounds[yy * 2 + 1];
-    const int* k = &vert.k[static_cast<size_t>(yy) * vert.ksize];
-    for (size_t x = 0; x < stride; ++x) {
-      int64_t ss = int64_t(1) << (kPrecisionBits - 1);
-      for (int y = 0; y < ymax; ++y) ss += static_cast<int64_t>(src.rgb[(y + ymin) * stride + x]) * k[y];
-      res.rgb[yy * stride + x] = Clip8(ss);
-    }
+    for (int y = 0; y < ymax; ++y) rows[y] = &src.rgb[static_cast<size_t>(y + ymin) * stride];
+    VerticalRow(rows.data(), ymax, &vert.k[static_cast<size_t>(yy) * vert.ksize], stride, &res.rgb[yy * stride]);
   }
   return res;
 }
@@ -90,7 +96,7 @@ RgbImage VerticalPass(const RgbImage& src, int out_h, const Coeffs& vert, int y_
 RgbImage ResizeBicubic(const RgbImage& in, int out_w, int out_h) {
   if (out_w == in.width && out_h == in.height) return in;
   const Coeffs vert = Precompute(in.height, out_h);
-  if (out_w == in.width) return VerticalPass(in, out_h, vert, 0);
+  if (out_w == in.width) return VerticalPass(in, out_h, vert);
   const Coeffs hor = Precompute(in.width, out_w);
   const size_t stride = static_cast<size_t>(out_w) * 3;
   // The horizontal pass of one source row, as PIL's ImagingResampleHorizontal computes it.
@@ -133,12 +139,7 @@ RgbImage ResizeBicubic(const RgbImage& in, int out_w, int out_h) {
     const int ymax = vert.bounds[yy * 2 + 1];
     for (; next < ymin + ymax; ++next) horizontal(next, &ring[static_cast<size_t>(next % cap) * stride]);
     for (int y = 0; y < ymax; ++y) rows[y] = &ring[static_cast<size_t>((y + ymin) % cap) * stride];
-    const int* k = &vert.k[static_cast<size_t>(yy) * vert.ksize];
-    for (size_t x = 0; x < stride; ++x) {
-      int64_t ss = int64_t(1) << (kPrecisionBits - 1);
-      for (int y = 0; y < ymax; ++y) ss += static_cast<int64_t>(rows[y][x]) * k[y];
-      res.rgb[static_cast<size_t>(yy) * stride + x] = Clip8(ss);
-    }
+    VerticalRow(rows.data(), ymax, &vert.k[static_cast<size_t>(yy) * vert.ksize], stride, &res.rgb[static_cast<size_t>(yy) * stride]);
   }
   return res;
 }

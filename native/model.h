@@ -212,10 +212,13 @@ class Context {
                          ggml_tensor* input = nullptr);
   // Checks shared by the stage runners; throw hovle::Error.
   void CheckRoom(bool llm, int n) const;
-  int CountImageTokens(const int32_t* ids, int n) const;  // also checks the ids
+  // Ids inside the vocabulary, as many IMG_CONTEXT ids as image rows.
+  void CheckIds(const int32_t* ids, int n, int n_image_rows) const;
   std::vector<int32_t> WantedRows(const std::vector<int32_t>& out_rows, int n) const;
   void SetEmbedInputs(const EmbedGraph& e, const int32_t* ids, int nb, const float* image_rows, int n_past);
   void SetLlmInputs(const LlmGraph& l, const float* rows, int nb, int n_past, const std::vector<int32_t>& sel);
+  // Positions n_past.. and the causal mask of a batch of nb appended at n_past.
+  void SetPositions(ggml_tensor* pos, ggml_tensor* mask, int nb, int n_past);
   // Compute-buffer bytes per scheduler backend (device first when there is one) for the
   // largest graphs this context will run.
   std::vector<size_t> MeasureCompute();

@@ -157,14 +157,9 @@ class ComputeWorker : public ThreadTask {
     out_ = fn_(*ctx_);
   }
   Napi::Value Result(Napi::Env env) override {
-    if (!into_.IsEmpty()) {
-      Napi::Float32Array a = into_.Value();
-      // Checked by the JS layer before the call; a buffer detached (transferred) since is not.
-      if (a.ElementLength() < out_.size()) throw MakeError(env, "INVALID_ARGUMENT", "the logits buffer is smaller than the logits");
-      if (!out_.empty()) std::memcpy(a.Data(), out_.data(), out_.size() * sizeof(float));
-      return a;
-    }
-    Napi::Float32Array a = Napi::Float32Array::New(env, out_.size());
+    Napi::Float32Array a = into_.IsEmpty() ? Napi::Float32Array::New(env, out_.size()) : into_.Value();
+    // Checked by the JS layer before the call; a buffer detached (transferred) since is not.
+    if (a.ElementLength() < out_.size()) throw MakeError(env, "INVALID_ARGUMENT", "the logits buffer is smaller than the logits");
     if (!out_.empty()) std::memcpy(a.Data(), out_.data(), out_.size() * sizeof(float));
     return a;
   }
@@ -329,9 +324,21 @@ static Napi::Value Queue(Napi::Env env, std::shared_ptr<Context> c, std::functio
   return w->Queue(thread);
 }
 
+// Whether optional argument `i` was given (undefined and null mean it was not).
+static bool Given(const Napi::CallbackInfo& info, size_t i) {
+  return info.Length() > i && !info[i].IsNull() && !info[i].IsUndefined();
+}
+
+// How many rows of the context's hidden size `v` holds; throws when it is not whole rows.
+static int WholeRows(const Context& ctx, const std::vector<float>& v, const char* what) {
+  const int H = ctx.hidden();
+  if (v.size() % H != 0) throw Error("INVALID_ARGUMENT", std::string(what) + " must be a multiple of the hidden size");
+  return static_cast<int>(v.size() / H);
+}
+
 // The optional Float32Array argument `i` that logits are written into.
 static Napi::Value Into(const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() <= i || info[i].IsNull() || info[i].IsUndefined()) return Napi::Value();
+  if (!Given(info, i)) return Napi::Value();
   if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
     throw MakeError(info.Env(), "INVALID_ARGUMENT", "the logits buffer must be a Float32Array");
   }
@@ -360,12 +367,10 @@ Napi::Value ContextWrap::Embed(const Napi::CallbackInfo& info) {
   auto c = Get(env);
   auto ids = std::make_shared<std::vector<int32_t>>(CopyInts(info[0], "ids"));
   auto img = std::make_shared<std::vector<float>>();
-  if (info.Length() > 1 && !info[1].IsNull() && !info[1].IsUndefined()) *img = CopyFloats(info[1], "imageRows");
+  if (Given(info, 1)) *img = CopyFloats(info[1], "imageRows");
   return Queue(env, c, [ids, img](Context& ctx) {
-    const int H = ctx.hidden();
-    if (img->size() % H != 0) throw Error("INVALID_ARGUMENT", "image rows must be a multiple of the hidden size");
-    return ctx.Embed(ids->data(), static_cast<int>(ids->size()), img->empty() ? nullptr : img->data(),
-                     static_cast<int>(img->size() / H));
+    const int n_img = WholeRows(ctx, *img, "image rows");
+    return ctx.Embed(ids->data(), static_cast<int>(ids->size()), img->empty() ? nullptr : img->data(), n_img);
   });
 }
 
@@ -374,11 +379,9 @@ Napi::Value ContextWrap::Llm(const Napi::CallbackInfo& info) {
   auto c = Get(env);
   auto rows = std::make_shared<std::vector<float>>(CopyFloats(info[0], "rows"));
   auto out = std::make_shared<std::vector<int32_t>>();
-  if (info.Length() > 1 && !info[1].IsNull() && !info[1].IsUndefined()) *out = CopyInts(info[1], "outputRows");
+  if (Given(info, 1)) *out = CopyInts(info[1], "outputRows");
   return Queue(env, c, [rows, out](Context& ctx) {
-    const int H = ctx.hidden();
-    if (rows->size() % H != 0) throw Error("INVALID_ARGUMENT", "rows must be a multiple of the hidden size");
-    return ctx.Llm(rows->data(), static_cast<int>(rows->size() / H), *out);
+    return ctx.Llm(rows->data(), WholeRows(ctx, *rows, "rows"), *out);
   }, Into(info, 2));
 }
 
@@ -387,14 +390,12 @@ Napi::Value ContextWrap::Forward(const Napi::CallbackInfo& info) {
   auto c = Get(env);
   auto ids = std::make_shared<std::vector<int32_t>>(CopyInts(info[0], "ids"));
   auto img = std::make_shared<std::vector<float>>();
-  if (info.Length() > 1 && !info[1].IsNull() && !info[1].IsUndefined()) *img = CopyFloats(info[1], "imageRows");
+  if (Given(info, 1)) *img = CopyFloats(info[1], "imageRows");
   auto out = std::make_shared<std::vector<int32_t>>();
-  if (info.Length() > 2 && !info[2].IsNull() && !info[2].IsUndefined()) *out = CopyInts(info[2], "outputRows");
+  if (Given(info, 2)) *out = CopyInts(info[2], "outputRows");
   return Queue(env, c, [ids, img, out](Context& ctx) {
-    const int H = ctx.hidden();
-    if (img->size() % H != 0) throw Error("INVALID_ARGUMENT", "image rows must be a multiple of the hidden size");
-    return ctx.Forward(ids->data(), static_cast<int>(ids->size()), img->empty() ? nullptr : img->data(),
-                       static_cast<int>(img->size() / H), *out);
+    const int n_img = WholeRows(ctx, *img, "image rows");
+    return ctx.Forward(ids->data(), static_cast<int>(ids->size()), img->empty() ? nullptr : img->data(), n_img, *out);
   }, Into(info, 3));
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "file_io.h"
 #include "huge_pages.h"
 #include "memory.h"
 #include "ggml-cpu.h"
@@ -68,10 +69,6 @@ bool IsMatmulWeight(const std::string& role) {
   for (const char* r : kRoles) if (role == r) return true;
   return false;
 }
-
-struct FileCloser {
-  void operator()(FILE* f) const { if (f) std::fclose(f); }
-};
 
 // True when no element of an f32 or f16 tensor's bytes is NaN or infinite (exponent all ones).
 bool AllFinite(const uint8_t* p, size_t nbytes, ggml_type type) {
@@ -218,20 +215,16 @@ std::shared_ptr<Model> Model::Load(const std::string& path, const HParams& hp, c
   // activation after it. Those tensors are small (a few MB for the 2B model), so they are read
   // and checked here; the matrices are not scanned (a full pass over a multi-GB file on every
   // load): the converter already refuses checkpoints with non-finite weights.
-  {
-    std::unique_ptr<FILE, FileCloser> vf(std::fopen(path.c_str(), "rb"));
-    if (!vf) throw Error("IO_ERROR", "cannot open " + path);
-    std::vector<uint8_t> bytes;
-    for (const Placed& u : used) {
-      static const char* const kScanned[] = {"attn_norm", "ffn_norm", "output_norm", "patch_bias", "proj_bias", "position_embd"};
-      if (std::none_of(std::begin(kScanned), std::end(kScanned), [&](const char* r) { return u.role == r; })) continue;
-      bytes.resize(ggml_nbytes(u.t));
-      if (fseeko(vf.get(), static_cast<off_t>(u.off), SEEK_SET) != 0 || std::fread(bytes.data(), 1, bytes.size(), vf.get()) != bytes.size()) {
-        throw Error("IO_ERROR", std::string("cannot read ") + u.t->name + " from " + path);
-      }
-      if (!AllFinite(bytes.data(), bytes.size(), u.t->type)) {  // f32 or f16, checked above
-        throw Error("GGUF_INVALID", path + ": tensor " + u.t->name + " contains NaN or infinite values");
-      }
+  // The one handle this load reads the file through (the scan here, then the copied weights).
+  const File f = OpenForRead(path);
+  std::vector<uint8_t> staging;
+  for (const Placed& u : used) {
+    static const char* const kScanned[] = {"attn_norm", "ffn_norm", "output_norm", "patch_bias", "proj_bias", "position_embd"};
+    if (std::none_of(std::begin(kScanned), std::end(kScanned), [&](const char* r) { return u.role == r; })) continue;
+    staging.resize(ggml_nbytes(u.t));
+    ReadAt(f.get(), u.off, staging.data(), staging.size(), u.t->name, path);
+    if (!AllFinite(staging.data(), staging.size(), u.t->type)) {  // f32 or f16, checked above
+      throw Error("GGUF_INVALID", path + ": tensor " + u.t->name + " contains NaN or infinite values");
     }
   }
 
@@ -325,9 +318,6 @@ std::shared_ptr<Model> Model::Load(const std::string& path, const HParams& hp, c
                 on_cpu ? "" : "Offload fewer layers (gpuLayers)");
   }
 
-  std::unique_ptr<FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
-  if (!f) throw Error("IO_ERROR", "cannot open " + path);
-  std::vector<uint8_t> staging;
   double done = 0;
   for (Upload& u : uploads) {
     ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors_from_buft(u.ctx, u.buft);
@@ -341,9 +331,7 @@ std::shared_ptr<Model> Model::Load(const std::string& path, const HParams& hp, c
       if (cancel.load()) throw Error("ABORTED", "model loading was aborted");
       const size_t n = ggml_nbytes(e->t);
       staging.resize(n);
-      if (fseeko(f.get(), static_cast<off_t>(e->off), SEEK_SET) != 0 || std::fread(staging.data(), 1, n, f.get()) != n) {
-        throw Error("IO_ERROR", std::string("cannot read ") + e->t->name + " from " + path);
-      }
+      ReadAt(f.get(), e->off, staging.data(), n, e->t->name, path);
       ggml_backend_tensor_set(*e->slot, staging.data(), 0, n);
       done += static_cast<double>(n);
       progress(done, total);

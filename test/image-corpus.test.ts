@@ -6,14 +6,13 @@
 // form. test/image.test.ts holds the basic cases (one truncation each, the header-only bomb).
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { deflateSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 
 import { HovleError } from '../src/errors.js';
 import { decodeImage, preprocessImage, type RawFrame } from '../src/image/preprocess.js';
 import { loadAddon } from '../src/native/load.js';
 import { FIXTURES } from './helpers/tmp.js';
-import { pngChunk as chunk } from './helpers/png-chunk.js';
+import { bmp24, grayPng } from './helpers/image-files.js';
 
 const IMAGES = join(FIXTURES, 'images');
 const jpg = readFileSync(join(IMAGES, 'fjord.jpg'));
@@ -84,34 +83,6 @@ function pngChunks(b: Buffer): Array<{ at: number; type: string; dataAt: number;
     p += 12 + len;
   }
   return out;
-}
-
-/** An 8-bit grayscale PNG whose IDAT holds `rows` rows of `rowBytes` samples (filter 0), from `sample`. */
-function grayPng(width: number, height: number, sample: (x: number, y: number) => number, idatRows = height): Buffer {
-  const raw = Buffer.alloc((width + 1) * idatRows);
-  for (let y = 0; y < idatRows; y++) for (let x = 0; x < width; x++) raw[y * (width + 1) + 1 + x] = sample(x, y);
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 8; // bit depth
-  ihdr[9] = 0; // grayscale
-  return Buffer.concat([Buffer.from('\x89PNG\r\n\x1a\n', 'latin1'), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw, { level: 9 })), chunk('IEND', Buffer.alloc(0))]);
-}
-
-function bmp24(width: number, height: number, sample: (x: number, y: number, c: number) => number): Buffer {
-  const rowBytes = Math.ceil((width * 3) / 4) * 4;
-  const b = Buffer.alloc(54 + rowBytes * Math.abs(height));
-  b.write('BM', 0, 'latin1');
-  b.writeUInt32LE(b.length, 2);
-  b.writeUInt32LE(54, 10);
-  b.writeUInt32LE(40, 14);
-  b.writeInt32LE(width, 18);
-  b.writeInt32LE(height, 22);
-  b.writeUInt16LE(1, 26);
-  b.writeUInt16LE(24, 28);
-  b.writeUInt32LE(rowBytes * Math.abs(height), 34);
-  for (let y = 0; y < Math.abs(height); y++) for (let x = 0; x < width; x++) for (let c = 0; c < 3; c++) b[54 + y * rowBytes + x * 3 + c] = sample(x, y, c);
-  return b;
 }
 
 // The classic 1x1 GIF89a: a red pixel from a two-colour palette.

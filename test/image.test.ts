@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { candidateGrids, decodeImage, preprocessImage, type RawFrame } from '../src/image/preprocess.js';
 import { loadAddon } from '../src/native/load.js';
 import { goldenCases, goldenF32 } from './helpers/golden.js';
+import { bmp24 } from './helpers/image-files.js';
 import { FIXTURES } from './helpers/tmp.js';
 
 const IMAGES = join(FIXTURES, 'images');
@@ -140,26 +141,8 @@ describe('input forms', () => {
     // A 24-bit BMP written here from the decoded gradient: same pixels, same tiles.
     const rgb = await decodeImage(img('gradient.png'));
     const { width: w, height: h } = rgb;
-    const rowBytes = Math.ceil((w * 3) / 4) * 4;
-    const bmp = Buffer.alloc(54 + rowBytes * h);
-    bmp.write('BM', 0, 'latin1');
-    bmp.writeUInt32LE(bmp.length, 2);
-    bmp.writeUInt32LE(54, 10);
-    bmp.writeUInt32LE(40, 14);
-    bmp.writeInt32LE(w, 18);
-    bmp.writeInt32LE(h, 22);
-    bmp.writeUInt16LE(1, 26);
-    bmp.writeUInt16LE(24, 28);
-    bmp.writeUInt32LE(rowBytes * h, 34);
-    for (let y = 0; y < h; y++) {
-      for (let x = 0; x < w; x++) {
-        const src = (y * w + x) * 3;
-        const dst = 54 + (h - 1 - y) * rowBytes + x * 3;
-        bmp[dst] = rgb.data[src + 2]!;
-        bmp[dst + 1] = rgb.data[src + 1]!;
-        bmp[dst + 2] = rgb.data[src]!;
-      }
-    }
+    // Stored bottom-up, BGR.
+    const bmp = bmp24(w, h, (x, y, c) => rgb.data[((h - 1 - y) * w + x) * 3 + 2 - c]!);
     const a = await preprocessImage({ buffer: bmp }, { maxTiles: 6 });
     const b = await preprocessImage(img('gradient.png'), { maxTiles: 6 });
     expect(maxDiff(a.data, b.data)).toBe(0);

@@ -8,7 +8,6 @@ import type { ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { deflateSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { convertCheckpoint } from '../src/convert/convert.js';
@@ -17,6 +16,7 @@ import { runCompletion } from '../src/server/completion.js';
 import { jsonDepth } from '../src/server/http.js';
 import { createServer, type HovleServer, type ServerOptions } from '../src/server/server.js';
 import { Session } from '../src/session/session.js';
+import { grayPng } from './helpers/image-files.js';
 import { FIXTURES, tempDir, TINY } from './helpers/tmp.js';
 
 const dir = tempDir('serve-robust');
@@ -105,31 +105,7 @@ function responseOf(socket: Socket): Promise<string> {
 
 /** A PNG that declares width x height (grey, all zero): small to send, huge to decode. */
 function bigPng(width: number, height: number): Buffer {
-  const crcTable = Array.from({ length: 256 }, (_, n) => {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    return c >>> 0;
-  });
-  const crc = (b: Buffer) => {
-    let c = 0xffffffff;
-    for (const x of b) c = crcTable[(c ^ x) & 0xff]! ^ (c >>> 8);
-    return (c ^ 0xffffffff) >>> 0;
-  };
-  const chunk = (type: string, data: Buffer) => {
-    const t = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-    const out = Buffer.alloc(8 + data.length + 4);
-    out.writeUInt32BE(data.length, 0);
-    t.copy(out, 4);
-    out.writeUInt32BE(crc(t), 8 + data.length);
-    return out;
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 8; // bit depth
-  ihdr[9] = 0; // greyscale
-  const rows = Buffer.alloc((width + 1) * Math.min(height, 64)); // a few rows are enough: the size is refused first
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(rows)), chunk('IEND', Buffer.alloc(0))]);
+  return grayPng(width, height, () => 0, Math.min(height, 64)); // a few rows are enough: the size is refused first
 }
 
 beforeAll(async () => {

@@ -19,7 +19,7 @@ import { ggmlType } from '../../src/gguf/ggml-types.ts';
 import type { HovleHParams } from '../../src/model/hparams.ts';
 import { hparamsToMetadata } from '../../src/model/metadata.ts';
 import { concreteTensors } from '../../src/model/schema.ts';
-import { pngChunk as chunk } from '../../test/helpers/png-chunk.ts';
+import { pngChunk as chunk } from '../../test/helpers/image-files.ts';
 
 const [out, root] = process.argv.slice(2);
 if (!out || !root) throw new Error('usage: seeds OUT_DIR REPO_ROOT');

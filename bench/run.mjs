@@ -5,12 +5,13 @@
 // and this machine's memory read bandwidth (the ceiling for decode). Prints a table and writes
 // BENCHMARKS.md. Models are generated on first use (random weights; see scripts/).
 //
-//   npm run bench -- [--types f16,q8_0,q4_0,q4_k_m] [--threads N] [--reps 3] [--quick]
+//   npm run bench -- [--types f16,q8_0,q4_0,q4_k_m] [--threads N] [--rounds 3] [--reps 2] [--quick]
 //                    [--prompts 2048] [--depths 0,1024,4096] [--models DIR] [--no-peer] [--no-flash]
 //                    [--out BENCHMARKS.md]
 //
-// --quick: 2 repetitions, prompts of 512, decode depths 0 and 1024 (minutes instead of an hour
-// on 2 cores). Timing runs want a quiet machine: nothing else should be using the CPU.
+// A round runs every type once, ours and llama.cpp back to back with --reps repetitions each.
+// --quick: 1 round, prompts of 512, decode depths 0 and 1024 (minutes instead of hours on 2
+// cores). Timing runs want a quiet machine: nothing else should be using the CPU.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync, mkdirSync, statSync } from 'node:fs';
 import { cpus, homedir, totalmem, type as osType, release } from 'node:os';
@@ -27,6 +28,7 @@ const { values: args } = parseArgs({
     types: { type: 'string', default: 'f16,q8_0,q4_0,q4_k_m' },
     threads: { type: 'string' },
     reps: { type: 'string' },
+    rounds: { type: 'string' },
     quick: { type: 'boolean', default: false },
     prompts: { type: 'string' },
     depths: { type: 'string' },
@@ -40,7 +42,8 @@ const { values: args } = parseArgs({
 
 const types = args.types.split(',');
 const threads = Number(args.threads ?? physicalCores());
-const reps = Number(args.reps ?? (args.quick ? 2 : 3));
+const reps = Number(args.reps ?? 2);
+const rounds = Number(args.rounds ?? (args.quick ? 1 : 3));
 const list = (v) => v.split(',').map(Number);
 const prompts = args.prompts ? list(args.prompts) : args.quick ? [512] : [2048];
 const depths = args.depths ? list(args.depths) : args.quick ? [0, 1024] : [0, 1024, 4096];
@@ -107,40 +110,103 @@ mkdirSync(dirname(membw), { recursive: true });
 if (!existsSync(membw) || statSync(membw).mtimeMs < statSync(join(root, 'bench', 'membw.c')).mtimeMs) {
   run('cc', ['-O3', '-march=native', '-fopenmp', join(root, 'bench', 'membw.c'), '-o', membw]);
 }
-const bandwidth = Number(run(membw, ['2048', String(threads)]).stdout.trim());
-log(`memory read bandwidth, ${threads} threads: ${(bandwidth / 1e9).toFixed(1)} GB/s`);
+// Measured at the start of every round: it drifts with the rest of the machine.
+const bandwidths = [];
+function measureBandwidth() {
+  bandwidths.push(Number(run(membw, ['2048', String(threads)]).stdout.trim()));
+  log(`memory read bandwidth, ${threads} threads: ${(bandwidths.at(-1) / 1e9).toFixed(1)} GB/s`);
+}
 
 // --- measurements -----------------------------------------------------------------------------
+// This VM's speed drifts by tens of percent within an hour (the same llama-bench test read 11.4
+// to 16.1 tok/s), so one pass of ours followed by one of llama.cpp compares two machines. Each
+// round measures every type once on both sides, alternating which side goes first; a ratio is
+// the median of the per-round ratios, and the speeds shown pool every round's samples.
 const cli = join(root, 'dist', 'cli', 'main.js');
+const perType = Object.fromEntries(types.map((t) => [t, { hovle: [], llama: [], peakRssBytes: 0, llamaPeakRssBytes: 0 }]));
 const results = [];
-for (const t of types) {
-  const cold = dropCaches();
-  log(`hovle ${t}${cold ? ' (page cache dropped: first load is cold)' : ''}`);
+
+function measureOurs(t, round) {
+  // Only the first round's first load can be cold; later rounds find the file cached.
+  const cold = round === 0 && dropCaches();
+  log(`round ${round + 1}/${rounds}: hovle ${t}${cold ? ' (page cache dropped: first load is cold)' : ''}`);
   const argv = [cli, 'bench', '-m', ours[t], '--json', '--threads', String(threads), '--reps', String(reps),
     '--prompts', prompts.join(','), '--depths', depths.join(','), '--decode', String(decodeTokens), '--tiles', '1,7',
     ...(args['no-flash'] ? ['--no-flash'] : [])];
   const r = timed(process.execPath, argv);
   const hovle = JSON.parse(r.stdout);
   hovle.coldLoad = cold;
+  perType[t].hovle.push(hovle);
+  perType[t].peakRssBytes = Math.max(perType[t].peakRssBytes, r.peakRssBytes);
+}
+
+function measurePeer(t, round) {
+  log(`round ${round + 1}/${rounds}: llama-bench ${t}`);
+  const common = ['-m', peer.models[t], '-t', String(threads), '-r', String(reps), '-o', 'json', '-fa', args['no-flash'] ? '0' : '1'];
+  // llama-bench warms up each prompt test with a whole extra run (a 2048-token prefill costs
+  // minutes on 2 cores); a 16-token test first does that job: it touches every weight.
+  const pp = timed(peer.bench, [...common, '--no-warmup', '-p', [16, 300, ...prompts].join(','), '-n', '0']);
+  const tg = timed(peer.bench, [...common, '-p', '0', '-n', String(decodeTokens), '-d', depths.join(',')]);
+  const rows = [...JSON.parse(pp.stdout), ...JSON.parse(tg.stdout)];
+  const find = (p, n, d) => rows.find((x) => x.n_prompt === p && x.n_gen === n && (x.n_depth ?? 0) === d);
+  perType[t].llama.push({
+    prefill: Object.fromEntries([300, ...prompts].map((p) => [p, find(p, 0, 0).samples_ts])),
+    decode: Object.fromEntries(depths.map((d) => [d, find(0, decodeTokens, d).samples_ts])),
+  });
+  perType[t].llamaPeakRssBytes = Math.max(perType[t].llamaPeakRssBytes, pp.peakRssBytes, tg.peakRssBytes);
+}
+
+const roundsDone = () => Math.max(...types.map((t) => perType[t].hovle.length));
+
+/** Pools the rounds of one type into one result: speeds over every sample, ratios per round. */
+function combine(t) {
+  const { hovle: hs, llama: ls } = perType[t];
+  const pool = (get) => spread(hs.flatMap((h) => get(h).samples));
+  const h = structuredClone(hs[0]);
+  h.rounds = hs.length;
+  h.loadWarmMs = pool((x) => x.loadWarmMs);
+  for (const k of Object.keys(h.imageFrontEndMs)) h.imageFrontEndMs[k] = pool((x) => x.imageFrontEndMs[k]);
+  for (const k of Object.keys(h.imagePrefill)) {
+    h.imagePrefill[k].tokensPerSecond = pool((x) => x.imagePrefill[k].tokensPerSecond);
+    h.imagePrefill[k].frontEndShare = pool((x) => x.imagePrefill[k].frontEndShare);
+  }
+  for (const k of Object.keys(h.prefillTokensPerSecond)) h.prefillTokensPerSecond[k] = pool((x) => x.prefillTokensPerSecond[k]);
+  for (const k of Object.keys(h.decodeTokensPerSecond)) h.decodeTokensPerSecond[k] = pool((x) => x.decodeTokensPerSecond[k]);
+  h.timeToFirstTokenMs = pool((x) => x.timeToFirstTokenMs);
   let llama = null;
-  if (peer) {
-    log(`llama-bench ${t}`);
-    const common = ['-m', peer.models[t], '-t', String(threads), '-r', String(reps), '-o', 'json', '-fa', args['no-flash'] ? '0' : '1'];
-    const pp = timed(peer.bench, [...common, '-p', [300, ...prompts].join(','), '-n', '0']);
-    const tg = timed(peer.bench, [...common, '-p', '0', '-n', String(decodeTokens), '-d', depths.join(',')]);
-    const rows = [...JSON.parse(pp.stdout), ...JSON.parse(tg.stdout)];
-    const find = (p, n, d) => rows.find((x) => x.n_prompt === p && x.n_gen === n && (x.n_depth ?? 0) === d);
+  if (peer && ls.length > 0) {
+    const n = Math.min(hs.length, ls.length);
+    // Round i of ours against round i of llama.cpp: the two ran minutes apart.
+    const perRound = (ourSpread, peerSamples) =>
+      spread(Array.from({ length: n }, (_, i) => spread(ourSpread(hs[i]).samples).median / spread(peerSamples(ls[i])).median));
     llama = {
       file: peer.models[t],
       fileBytes: statSync(peer.models[t]).size,
-      prefill: Object.fromEntries([300, ...prompts].map((p) => [p, spread(find(p, 0, 0).samples_ts)])),
-      decode: Object.fromEntries(depths.map((d) => [d, spread(find(0, decodeTokens, d).samples_ts)])),
-      peakRssBytes: Math.max(pp.peakRssBytes, tg.peakRssBytes),
+      prefill: Object.fromEntries([300, ...prompts].map((p) => [p, spread(ls.flatMap((l) => l.prefill[p]))])),
+      decode: Object.fromEntries(depths.map((d) => [d, spread(ls.flatMap((l) => l.decode[d]))])),
+      ratios: {
+        image300: perRound((x) => x.imagePrefill['1'].tokensPerSecond, (l) => l.prefill[300]),
+        prefill: Object.fromEntries(prompts.map((p) => [p, perRound((x) => x.prefillTokensPerSecond[p], (l) => l.prefill[p])])),
+        decode: Object.fromEntries(depths.map((d) => [d, perRound((x) => x.decodeTokensPerSecond[d], (l) => l.decode[d])])),
+      },
+      peakRssBytes: perType[t].llamaPeakRssBytes,
     };
   }
-  results.push({ type: t, hovle, llama, peakRssBytes: r.peakRssBytes });
-  // Written after every model, so a long run that is stopped keeps what it measured.
-  report(results.length === types.length);
+  return { type: t, hovle: h, llama, peakRssBytes: perType[t].peakRssBytes };
+}
+
+for (let round = 0; round < rounds; round++) {
+  measureBandwidth();
+  for (const t of types) {
+    // Alternating the order cancels a steady drift within a round.
+    const oursFirst = round % 2 === 0;
+    if (oursFirst) measureOurs(t, round);
+    if (peer) measurePeer(t, round);
+    if (!oursFirst) measureOurs(t, round);
+    results.splice(0, results.length, ...types.filter((x) => perType[x].hovle.length > 0).map(combine));
+    // Written after every model of every round, so a long run that is stopped keeps what it measured.
+    report(round === rounds - 1 && t === types.at(-1));
+  }
 }
 
 // --- report -----------------------------------------------------------------------------------
@@ -149,7 +215,10 @@ function report(final) {
   const f1 = (x) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(1));
   const f2 = (x) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(2));
   const sp = (s, f = f1) => (s ? `${f(s.median)} (${f(s.min)}-${f(s.max)})` : '-');
-  const ratio = (a, b) => (a && b ? f2(a.median / b.median) : '-');
+  // The median of the per-round ratios, and their range when there was more than one round.
+  const ratio = (r) => (r ? (r.runs > 1 ? `${f2(r.median)} (${f2(r.min)}-${f2(r.max)})` : f2(r.median)) : '-');
+  const bw = spread(bandwidths);
+  const bandwidth = bw.median;
 
   const rows = [];
   for (const { type, hovle: h, llama: l, peakRssBytes } of results) {
@@ -159,18 +228,19 @@ function report(final) {
     const budget = h.fileBytes + h.kvBytes + 150 * MiB;
     rows.push({
       type,
+      rounds: String(h.rounds),
       file: `${(h.fileBytes / MiB).toFixed(0)} MiB`,
       load: `${h.loadFirstMs.toFixed(0)}${h.coldLoad ? ' cold' : ''} / ${h.loadWarmMs.median.toFixed(0)} warm`,
       front: `${sp(h.imageFrontEndMs['1'], (x) => x.toFixed(0))} / ${sp(h.imageFrontEndMs['7'], (x) => x.toFixed(0))}`,
       frontShare: `${(frontShare * 100).toFixed(1)}%`,
       ppImage: sp(img1.tokensPerSecond),
-      ppImageRatio: l ? ratio(img1.tokensPerSecond, l.prefill[300]) : '-',
+      ppImageRatio: l ? ratio(l.ratios.image300) : '-',
       pp: sp(h.prefillTokensPerSecond[P]),
       ppPeer: l ? sp(l.prefill[P]) : '-',
-      ppRatio: l ? ratio(h.prefillTokensPerSecond[P], l.prefill[P]) : '-',
+      ppRatio: l ? ratio(l.ratios.prefill[P]) : '-',
       tg: depths.map((d) => sp(h.decodeTokensPerSecond[d], f2)).join(' / '),
       tgPeer: l ? depths.map((d) => sp(l.decode[d], f2)).join(' / ') : '-',
-      tgRatio: l ? depths.map((d) => ratio(h.decodeTokensPerSecond[d], l.decode[d])).join(' / ') : '-',
+      tgRatio: l ? depths.map((d) => ratio(l.ratios.decode[d])).join(' / ') : '-',
       bound: `${f1(bandwidth / h.bytesPerToken)} tok/s; at ${((h.decodeTokensPerSecond['0'].median * h.bytesPerToken) / bandwidth * 100).toFixed(0)}%`,
       ttft: sp(h.timeToFirstTokenMs, (x) => x.toFixed(0)),
       rss: `${(peakRssBytes / MiB).toFixed(0)} MiB (budget ${(budget / MiB).toFixed(0)}${peakRssBytes <= budget ? ', met' : ', OVER'})${l ? `; llama.cpp ${(l.peakRssBytes / MiB).toFixed(0)}` : ''}`,
@@ -178,7 +248,7 @@ function report(final) {
   }
 
   const columns = [
-    ['type', 'type'], ['file', 'GGUF'], ['load', 'load ms'], ['front', 'image front end ms, 1 / 7 tiles'],
+    ['type', 'type'], ['rounds', 'rounds (each side)'], ['file', 'GGUF'], ['load', 'load ms'], ['front', 'image front end ms, 1 / 7 tiles'],
     ['frontShare', 'front end / its 256-token prefill'], ['ppImage', 'prefill tok/s, 1-tile image prompt (300)'],
     ['ppImageRatio', 'vs llama.cpp pp300'], ['pp', `prefill tok/s, ${prompts.at(-1)} text`], ['ppPeer', `llama.cpp pp${prompts.at(-1)}`],
     ['ppRatio', 'prefill ratio'], ['tg', `decode tok/s at depth ${depths.join(' / ')}`], ['tgPeer', 'llama.cpp decode'],
@@ -199,9 +269,10 @@ function report(final) {
   const header = [
     `machine: ${cpuModel}, ${cpus().length} logical CPUs, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${osType()} ${release()}`,
     `hovle ${commit}${dirty}, ${date}, node ${process.version}; llama.cpp ${peer ? peer.build.commit?.slice(0, 12) ?? '' : 'not run'} (same pinned source)`,
-    `settings: CPU, ${threads} threads, ${reps} repetitions (median (min-max)), KV f16, flash attention ${args['no-flash'] ? 'off' : 'on'} for both; ` +
+    `settings: CPU, ${threads} threads, up to ${rounds} rounds of ${reps} repetition(s) each side (speeds: median (min-max) of all runs; ` +
+      `ratios: median (min-max) of the per-round ratios), KV f16, flash attention ${args['no-flash'] ? 'off' : 'on'} for both; ` +
       `prompts ${prompts.join(',')}, decode ${decodeTokens} tokens at depths ${depths.join(', ')}`,
-    `memory read bandwidth: ${(bandwidth / 1e9).toFixed(1)} GB/s (bench/membw.c, ${threads} threads)`,
+    `memory read bandwidth: ${(bandwidth / 1e9).toFixed(1)} GB/s (${(bw.min / 1e9).toFixed(1)}-${(bw.max / 1e9).toFixed(1)} over the rounds; bench/membw.c, ${threads} threads)`,
   ];
   const text = [...header, '', ...results.map((_, i) => `## ${rows[i].type}\n${tableFor(rows[i])}`)].join('\n');
   if (final) process.stdout.write(text + '\n');
@@ -225,11 +296,11 @@ function report(final) {
     '<details><summary>raw results (JSON)</summary>',
     '',
     '```json',
-    JSON.stringify({ bandwidth, threads, reps, prompts, depths, results }, null, 1),
+    JSON.stringify({ bandwidths, threads, reps, rounds: roundsDone(), prompts, depths, results }, null, 1),
     '```',
     '</details>',
     '',
   ].join('\n');
   writeFileSync(args.out, md);
-  log(`wrote ${args.out}${final ? '' : ` (${results.length} of ${types.length} models so far)`}`);
+  log(`wrote ${args.out}${final ? '' : ` (round ${roundsDone()} of ${rounds} under way)`}`);
 }

@@ -13,6 +13,8 @@ export interface Spread {
   min: number;
   max: number;
   runs: number;
+  /** The measurements themselves, so runs from several processes can be pooled (bench/run.mjs). */
+  samples: number[];
 }
 
 export interface BenchOptions {
@@ -65,7 +67,7 @@ export function spread(values: number[]): Spread {
   const s = [...values].sort((a, b) => a - b);
   const mid = s.length >> 1;
   const median = s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-  return { median, min: s[0]!, max: s[s.length - 1]!, runs: s.length };
+  return { median, min: s[0]!, max: s[s.length - 1]!, runs: s.length, samples: s };
 }
 
 /** A deterministic stream of ordinary token ids (no specials), so runs are repeatable. */

@@ -5,13 +5,14 @@
 // and this machine's memory read bandwidth (the ceiling for decode). Prints a table and writes
 // BENCHMARKS.md. Models are generated on first use (random weights; see scripts/).
 //
-//   npm run bench -- [--types f16,q8_0,q4_0,q4_k_m] [--threads N] [--rounds 3] [--reps 2] [--quick]
+//   npm run bench -- [--types f16,q8_0,q4_0,q4_k_m] [--threads N] [--rounds 3] [--reps 1] [--quick]
 //                    [--prompts 2048] [--depths 0,1024,4096] [--models DIR] [--no-peer] [--no-flash]
 //                    [--out BENCHMARKS.md]
 //
-// A round runs every type once, ours and llama.cpp back to back with --reps repetitions each.
-// --quick: 1 round, prompts of 512, decode depths 0 and 1024 (minutes instead of hours on 2
-// cores). Timing runs want a quiet machine: nothing else should be using the CPU.
+// A round runs every type once, ours and llama.cpp back to back with --reps repetitions each;
+// the defaults take about 50 minutes a round for all four types on 2 cores (the 4096-deep
+// decode needs a 4096-token prefill on each side). --quick: 1 round, prompts of 512, decode
+// depths 0 and 1024 (minutes). Timing runs want a quiet machine: nothing else should be using the CPU.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync, mkdirSync, statSync } from 'node:fs';
 import { cpus, homedir, totalmem, type as osType, release } from 'node:os';
@@ -21,6 +22,7 @@ import { parseArgs } from 'node:util';
 
 // The same median/min/max as `hovle bench` (npm run bench builds dist first).
 import { spread } from '../dist/bench/measure.js';
+import { combineRounds } from './rounds.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: args } = parseArgs({
@@ -42,7 +44,7 @@ const { values: args } = parseArgs({
 
 const types = args.types.split(',');
 const threads = Number(args.threads ?? physicalCores());
-const reps = Number(args.reps ?? 2);
+const reps = Number(args.reps ?? 1);
 const rounds = Number(args.rounds ?? (args.quick ? 1 : 3));
 const list = (v) => v.split(',').map(Number);
 const prompts = args.prompts ? list(args.prompts) : args.quick ? [512] : [2048];
@@ -158,40 +160,10 @@ function measurePeer(t, round) {
 
 const roundsDone = () => Math.max(...types.map((t) => perType[t].hovle.length));
 
-/** Pools the rounds of one type into one result: speeds over every sample, ratios per round. */
+/** One type's rounds as one result (bench/rounds.mjs), with the files and peak RSS. */
 function combine(t) {
-  const { hovle: hs, llama: ls } = perType[t];
-  const pool = (get) => spread(hs.flatMap((h) => get(h).samples));
-  const h = structuredClone(hs[0]);
-  h.rounds = hs.length;
-  h.loadWarmMs = pool((x) => x.loadWarmMs);
-  for (const k of Object.keys(h.imageFrontEndMs)) h.imageFrontEndMs[k] = pool((x) => x.imageFrontEndMs[k]);
-  for (const k of Object.keys(h.imagePrefill)) {
-    h.imagePrefill[k].tokensPerSecond = pool((x) => x.imagePrefill[k].tokensPerSecond);
-    h.imagePrefill[k].frontEndShare = pool((x) => x.imagePrefill[k].frontEndShare);
-  }
-  for (const k of Object.keys(h.prefillTokensPerSecond)) h.prefillTokensPerSecond[k] = pool((x) => x.prefillTokensPerSecond[k]);
-  for (const k of Object.keys(h.decodeTokensPerSecond)) h.decodeTokensPerSecond[k] = pool((x) => x.decodeTokensPerSecond[k]);
-  h.timeToFirstTokenMs = pool((x) => x.timeToFirstTokenMs);
-  let llama = null;
-  if (peer && ls.length > 0) {
-    const n = Math.min(hs.length, ls.length);
-    // Round i of ours against round i of llama.cpp: the two ran minutes apart.
-    const perRound = (ourSpread, peerSamples) =>
-      spread(Array.from({ length: n }, (_, i) => spread(ourSpread(hs[i]).samples).median / spread(peerSamples(ls[i])).median));
-    llama = {
-      file: peer.models[t],
-      fileBytes: statSync(peer.models[t]).size,
-      prefill: Object.fromEntries([300, ...prompts].map((p) => [p, spread(ls.flatMap((l) => l.prefill[p]))])),
-      decode: Object.fromEntries(depths.map((d) => [d, spread(ls.flatMap((l) => l.decode[d]))])),
-      ratios: {
-        image300: perRound((x) => x.imagePrefill['1'].tokensPerSecond, (l) => l.prefill[300]),
-        prefill: Object.fromEntries(prompts.map((p) => [p, perRound((x) => x.prefillTokensPerSecond[p], (l) => l.prefill[p])])),
-        decode: Object.fromEntries(depths.map((d) => [d, perRound((x) => x.decodeTokensPerSecond[d], (l) => l.decode[d])])),
-      },
-      peakRssBytes: perType[t].llamaPeakRssBytes,
-    };
-  }
+  const { hovle: h, llama } = combineRounds(perType[t].hovle, perType[t].llama, { prompts, depths, spread });
+  if (llama) Object.assign(llama, { file: peer.models[t], fileBytes: statSync(peer.models[t]).size, peakRssBytes: perType[t].llamaPeakRssBytes });
   return { type: t, hovle: h, llama, peakRssBytes: perType[t].peakRssBytes };
 }
 

@@ -22,6 +22,11 @@ constexpr int kGraphSize = 8192;
 // Each tile's matmuls have 1024 rows already: one tile per graph encodes 7 tiles as fast as
 // four did (1.1-1.2 s, Q4_0, 2 threads) with a compute buffer ~40 MB smaller.
 constexpr int kTilesPerGraph = 1;
+// From this many tokens per micro-batch the FFN's activation is computed in place (BuildSegment).
+constexpr int kInPlaceSwigluTokens = 64;
+// A call of this many tokens is a prefill that may touch the whole compute buffer: freed heap
+// memory is handed back first (ReleaseFreeHeap). Decode steps skip it.
+constexpr int kReleaseHeapTokens = 64;
 
 ggml_type KvGgmlType(KvType t) {
   switch (t) {
@@ -250,7 +255,13 @@ ggml_tensor* Context::BuildSegment(ggml_context* ctx, ggml_tensor* cur, bool llm
     ggml_tensor* x = ggml_mul(ctx, ggml_rms_norm(ctx, cur, s.eps), w.attn_norm);
     cur = ggml_add(ctx, cur, BuildAttention(ctx, x, w, s, kv, il, n_tokens, n_past, n_ctx(llm), pos, mask));
     x = ggml_mul(ctx, ggml_rms_norm(ctx, cur, s.eps), w.ffn_norm);
-    ggml_tensor* ffn = ggml_swiglu_split(ctx, ggml_mul_mat(ctx, w.ffn_gate, x), ggml_mul_mat(ctx, w.ffn_up, x));
+    ggml_tensor* gate = ggml_mul_mat(ctx, w.ffn_gate, x);
+    ggml_tensor* up = ggml_mul_mat(ctx, w.ffn_up, x);
+    // The fused swiglu writes a third [n_ff, n_tokens] tensor while gate and up are live: at a
+    // 512-token micro-batch that is 16 MB, a quarter of the compute buffer and of peak RSS above
+    // the weights and cache. silu and mul run in place on gate's memory instead (the allocator
+    // reuses a sole parent's buffer for both ops); small batches keep the single fused node.
+    ggml_tensor* ffn = n_tokens >= kInPlaceSwigluTokens ? ggml_mul(ctx, ggml_silu(ctx, gate), up) : ggml_swiglu_split(ctx, gate, up);
     cur = ggml_add(ctx, cur, ggml_mul_mat(ctx, w.ffn_down, ffn));
   }
   return cur;
@@ -553,6 +564,7 @@ int CountIn(const int32_t* ids, int n, int32_t id) { return static_cast<int>(std
 }  // namespace
 
 std::vector<float> Context::Embed(const int32_t* ids, int n, const float* image_rows, int n_image_rows) {
+  if (n >= kReleaseHeapTokens) ReleaseFreeHeap();
   const int H = model_->hp.emb.n_embd;
   CheckRoom(false, n);
   CheckIds(ids, n, n_image_rows);
@@ -574,6 +586,7 @@ std::vector<float> Context::Embed(const int32_t* ids, int n, const float* image_
 }
 
 std::vector<float> Context::Llm(const float* rows, int n, const std::vector<int32_t>& out_rows) {
+  if (n >= kReleaseHeapTokens) ReleaseFreeHeap();
   const int H = model_->hp.llm.n_embd;
   const int V = model_->hp.n_vocab;
   CheckRoom(true, n);
@@ -597,6 +610,7 @@ std::vector<float> Context::Llm(const float* rows, int n, const std::vector<int3
 
 std::vector<float> Context::Forward(const int32_t* ids, int n, const float* image_rows, int n_image_rows,
                                     const std::vector<int32_t>& out_rows) {
+  if (n >= kReleaseHeapTokens) ReleaseFreeHeap();
   const HParams& hp = model_->hp;
   const int H = hp.emb.n_embd;
   const int V = hp.n_vocab;

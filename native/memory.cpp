@@ -10,6 +10,10 @@
 
 #include "errors.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 namespace hovle {
 namespace {
 
@@ -183,6 +187,12 @@ void CheckMemory(ggml_backend_dev_t dev, size_t need, const std::string& what, u
               what + " needs " + FormatMiB(need) + ", " + FormatMiB(a.bytes) + " available " +
                   (host ? std::string("in host memory") : std::string("on ") + ggml_backend_dev_name(dev)) + " (" + a.source + ")" +
                   (hint.empty() ? "" : ". " + hint));
+}
+
+void ReleaseFreeHeap() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
 }
 
 }  // namespace hovle

@@ -362,6 +362,8 @@ std::shared_ptr<Model> Model::Load(const std::string& path, const HParams& hp, c
   }
 #endif
   progress(total, total);
+  std::vector<uint8_t>().swap(staging);  // its capacity is the largest tensor copied
+  ReleaseFreeHeap();
   return model;
 }
 

@@ -16,7 +16,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync, mkdirSync, statSync } from 'node:fs';
 import { cpus, homedir, totalmem, type as osType, release } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
@@ -235,7 +235,11 @@ function report(final) {
   }
 
   const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).stdout?.trim() || 'unknown';
-  const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8' }).stdout?.trim() ? ' (with uncommitted changes)' : '';
+  // BENCHMARKS.md itself is rewritten after every model, so it does not make the tree dirty.
+  const outInTree = relative(root, resolve(args.out));
+  const except = outInTree.startsWith('..') ? [] : ['--', '.', `:(exclude)${outInTree}`];
+  const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no', ...except], { cwd: root, encoding: 'utf8' })
+    .stdout?.trim() ? ' (with uncommitted changes)' : '';
   const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
   const date = new Date().toISOString().slice(0, 10);
   const header = [

@@ -153,6 +153,14 @@ export async function benchModel(path: string, options: BenchOptions = {}): Prom
     return out;
   };
 
+  // Untimed: the first evaluation after a load pages in every weight that is mapped rather than
+  // copied (all of them at Q8_0 and F16, the head and the token table otherwise), from disk when
+  // the load was cold. llama-bench's warm-up run does the same for its side.
+  step('warm-up');
+  await ctx.encodeImages([syntheticTiles(model, 1)]);
+  await ctx.evaluate(ids(16), [], { logits: 'last' });
+  await ctx.rewind(0);
+
   const imageFrontEndMs: BenchResult['imageFrontEndMs'] = {};
   for (const tiles of tileCounts) {
     step(`image front end, ${tiles} tile${tiles > 1 ? 's' : ''}`);

@@ -10,8 +10,8 @@
 //                    [--out BENCHMARKS.md]
 //
 // A round runs every type once, ours and llama.cpp back to back with --reps repetitions each;
-// the defaults take about 50 minutes a round for all four types on 2 cores (the 4096-deep
-// decode needs a 4096-token prefill on each side). --quick: 1 round, prompts of 512, decode
+// the defaults take about 70 minutes a round for all four types on 2 cores, ~17 per type (the
+// 4096-deep decode needs a 4096-token prefill on each side). --quick: 1 round, prompts of 512, decode
 // depths 0 and 1024 (minutes). Timing runs want a quiet machine: nothing else should be using the CPU.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync, mkdirSync, statSync } from 'node:fs';

@@ -200,7 +200,8 @@ function report(final) {
     const budget = h.fileBytes + h.kvBytes + 150 * MiB;
     rows.push({
       type,
-      rounds: String(h.rounds),
+      // A run stopped mid-round can leave the two sides with different counts.
+      rounds: l && l.rounds !== h.rounds ? `${h.rounds} ours / ${l.rounds} llama.cpp` : String(h.rounds),
       file: `${(h.fileBytes / MiB).toFixed(0)} MiB`,
       load: `${h.loadFirstMs.toFixed(0)}${h.coldLoad ? ' cold' : ''} / ${h.loadWarmMs.median.toFixed(0)} warm`,
       front: `${sp(h.imageFrontEndMs['1'], (x) => x.toFixed(0))} / ${sp(h.imageFrontEndMs['7'], (x) => x.toFixed(0))}`,

@@ -41,9 +41,9 @@ std::string FormatMiB(size_t bytes);
 // Hands heap memory that is free but still held by the C allocator back to the OS. glibc keeps
 // freed chunks below its mmap threshold, which rises to the largest buffer freed so far (up to
 // 32 MB): after an image's pixel and row buffers (10-20 MB each, on both the JS and the worker
-// thread) tens of MB stay resident. Called before the work that sets peak RSS (a prefill
-// touching the compute buffer) and after one-off large transients (a load's staging buffer).
-// A no-op outside glibc.
+// thread) tens of MB stay resident. Called before each prefill (which touches the compute
+// buffer) and after a load (its staging buffer). It lowers the RSS between calls, not the peak
+// of an image call itself, whose own buffers are live at once. A no-op outside glibc.
 void ReleaseFreeHeap();
 
 }  // namespace hovle

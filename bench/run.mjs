@@ -46,6 +46,13 @@ const types = args.types.split(',');
 const threads = Number(args.threads ?? physicalCores());
 const reps = Number(args.reps ?? 1);
 const rounds = Number(args.rounds ?? (args.quick ? 1 : 3));
+// A count that is not a positive integer would run nothing (or forever) and write no table.
+for (const [name, v] of Object.entries({ threads, reps, rounds })) {
+  if (!Number.isInteger(v) || v < 1) {
+    process.stderr.write(`bench/run.mjs: --${name} must be a positive integer, got ${args[name]}\n`);
+    process.exit(2);
+  }
+}
 const list = (v) => v.split(',').map(Number);
 const prompts = args.prompts ? list(args.prompts) : args.quick ? [512] : [2048];
 const depths = args.depths ? list(args.depths) : args.quick ? [0, 1024] : [0, 1024, 4096];

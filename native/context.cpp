@@ -454,22 +454,26 @@ void Context::AllocGraph(ggml_cgraph* graph, const char* what) {
   }
 }
 
-std::vector<float> Context::Vision(const float* pixels, int n_tiles, bool project) {
+size_t Context::VisionFloats(int n_tiles, bool project) const {
   const HParams& hp = model_->hp;
-  const int rows_per_tile = project ? hp.tokens_per_tile() : hp.patches_per_tile();
-  const int out_dim = project ? hp.llm.n_embd : hp.emb.n_embd;
-  const size_t tile_px = static_cast<size_t>(hp.n_channels) * hp.image_size * hp.image_size;
-  std::vector<float> out(static_cast<size_t>(n_tiles) * rows_per_tile * out_dim);
+  const size_t rows_per_tile = project ? hp.tokens_per_tile() : hp.patches_per_tile();
+  return static_cast<size_t>(n_tiles) * rows_per_tile * (project ? hp.llm.n_embd : hp.emb.n_embd);
+}
+
+void Context::Vision(const std::vector<const float*>& tiles, bool project, float* out) {
+  const HParams& hp = model_->hp;
+  const int n_tiles = static_cast<int>(tiles.size());
+  const size_t tile_bytes = sizeof(float) * hp.n_channels * hp.image_size * hp.image_size;
+  const size_t tile_out = VisionFloats(1, project);
   for (int t0 = 0; t0 < n_tiles; t0 += kTilesPerGraph) {
     const int nt = std::min(kTilesPerGraph, n_tiles - t0);
     GraphScope g(graph_mem_);
     VisionGraph v = BuildVisionGraph(g.ctx.get(), g.gf, nt, project);
     AllocGraph(g.gf, "vision graph");
-    ggml_backend_tensor_set(v.inp, pixels + t0 * tile_px, 0, ggml_nbytes(v.inp));
+    for (int i = 0; i < nt; ++i) ggml_backend_tensor_set(v.inp, tiles[t0 + i], i * tile_bytes, tile_bytes);
     Compute(g.gf);
-    ggml_backend_tensor_get(v.out, out.data() + static_cast<size_t>(t0) * rows_per_tile * out_dim, 0, ggml_nbytes(v.out));
+    ggml_backend_tensor_get(v.out, out + static_cast<size_t>(t0) * tile_out, 0, ggml_nbytes(v.out));
   }
-  return out;
 }
 
 std::vector<float> Context::ShuffleProject(const float* rows, int n_tiles) {

@@ -147,9 +147,11 @@ class Context {
   Context(std::shared_ptr<Model> model, const ContextOptions& opts);
   ~Context();
 
-  // Vision front end over `n_tiles` tiles of CHW float pixels. pre: shuffle + MLP, returns
-  // [n_tiles*tokens_per_tile, H]; post: conv + position only, returns [n_tiles*patches, H].
-  std::vector<float> Vision(const float* pixels, int n_tiles, bool project);
+  // Vision front end over tiles of CHW float pixels (one pointer per tile, so several images need
+  // no concatenation). pre: shuffle + MLP, writes [n_tiles*tokens_per_tile, H]; post: conv +
+  // position only, writes [n_tiles*patches, H]; `out` holds VisionFloats(n_tiles, project).
+  void Vision(const std::vector<const float*>& tiles, bool project, float* out);
+  size_t VisionFloats(int n_tiles, bool project) const;
   // Pixel shuffle + MLP of [n_tiles*patches, H] rows (post mode, after the embedding layers).
   std::vector<float> ShuffleProject(const float* rows, int n_tiles);
   // Embedding module over ids appended at position n_past(emb); IMG_CONTEXT ids take the next

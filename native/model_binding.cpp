@@ -1,5 +1,7 @@
-// N-API surface of the model runtime: loadModel() -> NativeModel -> NativeContext. Inputs are
-// copied out of JS memory on the JS thread; all compute runs on libuv worker threads.
+// N-API surface of the model runtime: loadModel() -> NativeModel -> NativeContext. All compute
+// runs on the model's task thread. Small inputs (ids, row indices) are copied on the JS thread;
+// float arrays the size of an image (pixels, image rows, hidden rows: 15-17 MB for 7 tiles) are
+// read in place, pinned by a reference until the task settles (see Pins).
 #include <napi.h>
 
 #include <atomic>
@@ -123,13 +125,28 @@ class LoadWorker : public ThreadTask {
   std::shared_ptr<Model> model_;
 };
 
-std::vector<float> CopyFloats(const Napi::Value& v, const char* what) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-    throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a Float32Array");
+// Float32Arrays a task reads (or, for outputs allocated by the JS layer, writes) in place from the
+// task thread. A reference keeps each alive until the task settles; like fs.write's buffer or
+// sharp's input Buffer, the array must not be written or transferred meanwhile. The JS layer
+// passes arrays it allocated itself, or the caller's image pixels, whose docs say so.
+class Pins {
+ public:
+  struct Floats {
+    float* data = nullptr;
+    size_t size = 0;
+  };
+  Floats Add(const Napi::Value& v, const char* what) {
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+      throw MakeError(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be a Float32Array");
+    }
+    Napi::Float32Array a = v.As<Napi::Float32Array>();
+    refs_.push_back(Napi::Persistent(a.As<Napi::Object>()));
+    return {a.Data(), a.ElementLength()};
   }
-  Napi::Float32Array a = v.As<Napi::Float32Array>();
-  return std::vector<float>(a.Data(), a.Data() + a.ElementLength());
-}
+
+ private:
+  std::vector<Napi::ObjectReference> refs_;
+};
 
 std::vector<int32_t> CopyInts(const Napi::Value& v, const char* what) {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
@@ -144,9 +161,11 @@ class ComputeWorker : public ThreadTask {
  public:
   // `into`: a caller's Float32Array the result is copied into (and returned) instead of a new
   // array; held by a reference until the task settles.
+  // `pins`: the arrays `fn` reads or writes in place. `fn` may write its result into `into`
+  // itself (a pinned output) and return nothing.
   ComputeWorker(Napi::Env env, std::shared_ptr<Context> ctx, std::function<std::vector<float>(Context&)> fn,
-                Napi::Value into = Napi::Value())
-      : ThreadTask(env), ctx_(std::move(ctx)), fn_(std::move(fn)) {
+                Napi::Value into, Pins pins)
+      : ThreadTask(env), ctx_(std::move(ctx)), fn_(std::move(fn)), pins_(std::move(pins)) {
     if (!into.IsEmpty() && into.IsTypedArray()) into_ = Napi::Persistent(into.As<Napi::Float32Array>());
   }
 
@@ -169,6 +188,7 @@ class ComputeWorker : public ThreadTask {
   std::function<std::vector<float>(Context&)> fn_;
   std::vector<float> out_;
   Napi::Reference<Napi::Float32Array> into_;
+  Pins pins_;
 };
 
 class CreateContextWorker : public ThreadTask {
@@ -318,9 +338,9 @@ Napi::Value ContextWrap::Truncate(const Napi::CallbackInfo& info) {
 }
 
 static Napi::Value Queue(Napi::Env env, std::shared_ptr<Context> c, std::function<std::vector<float>(Context&)> fn,
-                         Napi::Value into = Napi::Value()) {
+                         Napi::Value into = Napi::Value(), Pins pins = Pins()) {
   TaskThread& thread = c->task_thread();
-  auto* w = new ComputeWorker(env, std::move(c), std::move(fn), into);
+  auto* w = new ComputeWorker(env, std::move(c), std::move(fn), into, std::move(pins));
   return w->Queue(thread);
 }
 
@@ -330,10 +350,10 @@ static bool Given(const Napi::CallbackInfo& info, size_t i) {
 }
 
 // How many rows of the context's hidden size `v` holds; throws when it is not whole rows.
-static int WholeRows(const Context& ctx, const std::vector<float>& v, const char* what) {
-  const int H = ctx.hidden();
-  if (v.size() % H != 0) throw Error("INVALID_ARGUMENT", std::string(what) + " must be a multiple of the hidden size");
-  return static_cast<int>(v.size() / H);
+static int WholeRows(const Context& ctx, size_t floats, const char* what) {
+  const size_t H = ctx.hidden();
+  if (floats % H != 0 || floats / H > INT32_MAX) throw Error("INVALID_ARGUMENT", std::string(what) + " must be a whole number of hidden-size rows");
+  return static_cast<int>(floats / H);
 }
 
 // The optional Float32Array argument `i` that logits are written into.
@@ -345,58 +365,82 @@ static Napi::Value Into(const Napi::CallbackInfo& info, size_t i) {
   return info[i];
 }
 
+// vision(parts, tiles, project, into): `parts` the images' pixel arrays (whole tiles each),
+// `into` the output the JS layer allocated (VisionFloats of the tiles).
 Napi::Value ContextWrap::Vision(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto c = Get(env);
-  auto pixels = std::make_shared<std::vector<float>>(CopyFloats(info[0], "pixels"));
-  const int tiles = info[1].As<Napi::Number>().Int32Value();
+  if (!info[0].IsArray()) throw MakeError(env, "INVALID_ARGUMENT", "vision() takes an array of pixel arrays");
+  const HParams& hp = c->model()->hp;
+  const size_t tile_px = static_cast<size_t>(hp.n_channels) * hp.image_size * hp.image_size;
+  Pins pins;
+  auto tiles = std::make_shared<std::vector<const float*>>();
+  Napi::Array parts = info[0].As<Napi::Array>();
+  for (uint32_t i = 0; i < parts.Length(); ++i) {
+    const Pins::Floats px = pins.Add(parts.Get(i), "pixels");
+    if (px.size == 0 || px.size % tile_px != 0) throw MakeError(env, "INVALID_ARGUMENT", "each pixel array must hold whole tiles");
+    for (size_t t = 0; t < px.size / tile_px; ++t) tiles->push_back(px.data + t * tile_px);
+  }
+  const double n_tiles = info[1].ToNumber().DoubleValue();
+  if (tiles->empty() || n_tiles != static_cast<double>(tiles->size())) {
+    throw MakeError(env, "INVALID_ARGUMENT", "the pixel arrays hold " + std::to_string(tiles->size()) + " tiles, not the count given");
+  }
   const bool project = info[2].ToBoolean();
-  return Queue(env, c, [pixels, tiles, project](Context& ctx) { return ctx.Vision(pixels->data(), tiles, project); });
+  const Pins::Floats out = pins.Add(info[3], "the vision output");
+  if (out.size != c->VisionFloats(static_cast<int>(tiles->size()), project)) {
+    throw MakeError(env, "INVALID_ARGUMENT", "the vision output must hold exactly the tiles' rows");
+  }
+  return Queue(env, c, [tiles, project, out](Context& ctx) {
+    ctx.Vision(*tiles, project, out.data);
+    return std::vector<float>();
+  }, info[3], std::move(pins));
 }
 
 Napi::Value ContextWrap::ShuffleProject(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto c = Get(env);
-  auto rows = std::make_shared<std::vector<float>>(CopyFloats(info[0], "rows"));
+  Pins pins;
+  const Pins::Floats rows = pins.Add(info[0], "rows");
   const int tiles = info[1].As<Napi::Number>().Int32Value();
-  return Queue(env, c, [rows, tiles](Context& ctx) { return ctx.ShuffleProject(rows->data(), tiles); });
+  return Queue(env, c, [rows, tiles](Context& ctx) { return ctx.ShuffleProject(rows.data, tiles); }, Napi::Value(), std::move(pins));
 }
 
 Napi::Value ContextWrap::Embed(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto c = Get(env);
   auto ids = std::make_shared<std::vector<int32_t>>(CopyInts(info[0], "ids"));
-  auto img = std::make_shared<std::vector<float>>();
-  if (Given(info, 1)) *img = CopyFloats(info[1], "imageRows");
+  Pins pins;
+  const Pins::Floats img = Given(info, 1) ? pins.Add(info[1], "imageRows") : Pins::Floats();
   return Queue(env, c, [ids, img](Context& ctx) {
-    const int n_img = WholeRows(ctx, *img, "image rows");
-    return ctx.Embed(ids->data(), static_cast<int>(ids->size()), img->empty() ? nullptr : img->data(), n_img);
-  });
+    const int n_img = WholeRows(ctx, img.size, "image rows");
+    return ctx.Embed(ids->data(), static_cast<int>(ids->size()), n_img ? img.data : nullptr, n_img);
+  }, Napi::Value(), std::move(pins));
 }
 
 Napi::Value ContextWrap::Llm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto c = Get(env);
-  auto rows = std::make_shared<std::vector<float>>(CopyFloats(info[0], "rows"));
+  Pins pins;
+  const Pins::Floats rows = pins.Add(info[0], "rows");
   auto out = std::make_shared<std::vector<int32_t>>();
   if (Given(info, 1)) *out = CopyInts(info[1], "outputRows");
   return Queue(env, c, [rows, out](Context& ctx) {
-    return ctx.Llm(rows->data(), WholeRows(ctx, *rows, "rows"), *out);
-  }, Into(info, 2));
+    return ctx.Llm(rows.data, WholeRows(ctx, rows.size, "rows"), *out);
+  }, Into(info, 2), std::move(pins));
 }
 
 Napi::Value ContextWrap::Forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto c = Get(env);
   auto ids = std::make_shared<std::vector<int32_t>>(CopyInts(info[0], "ids"));
-  auto img = std::make_shared<std::vector<float>>();
-  if (Given(info, 1)) *img = CopyFloats(info[1], "imageRows");
+  Pins pins;
+  const Pins::Floats img = Given(info, 1) ? pins.Add(info[1], "imageRows") : Pins::Floats();
   auto out = std::make_shared<std::vector<int32_t>>();
   if (Given(info, 2)) *out = CopyInts(info[2], "outputRows");
   return Queue(env, c, [ids, img, out](Context& ctx) {
-    const int n_img = WholeRows(ctx, *img, "image rows");
-    return ctx.Forward(ids->data(), static_cast<int>(ids->size()), img->empty() ? nullptr : img->data(), n_img, *out);
-  }, Into(info, 3));
+    const int n_img = WholeRows(ctx, img.size, "image rows");
+    return ctx.Forward(ids->data(), static_cast<int>(ids->size()), n_img ? img.data : nullptr, n_img, *out);
+  }, Into(info, 3), std::move(pins));
 }
 
 // ------------------------------------------------------------------ loadModel

@@ -177,6 +177,35 @@ describe('logitsInto: logits written into a caller\'s buffer', () => {
   });
 });
 
+describe('several images: pixels read in place, one pointer per tile', () => {
+  // The native side reads each image's pixel array where it lies (no concatenation, no copy) and
+  // writes the rows into an array allocated by the JS layer.
+  for (const variant of ['hovle-tiny', 'hovle-tiny-post'] as const) {
+    it(`${variant}: two images encode as each alone; the pixels are left as they were`, async () => {
+      const m = await model(variant);
+      const withImages = goldenCases(variant).filter((c) => c.image);
+      const a = (await images(variant, withImages[0]!))[0]!;
+      const b = (await images(variant, withImages[1]!))[0]!;
+      const before = [a.data.slice(), b.data.slice()];
+      const ctx = await m.createContext({ contextSize: 64, kvType: 'f32' });
+      const both = await ctx.encodeImages([a, b]);
+      const ra = await ctx.encodeImages([a]);
+      const rb = await ctx.encodeImages([b]);
+      expect(both.length).toBe(ra.length + rb.length);
+      let d = 0;
+      for (let i = 0; i < both.length; i++) d = Math.max(d, Math.abs(both[i]! - (i < ra.length ? ra[i]! : rb[i - ra.length]!)));
+      expect(d).toBeLessThanOrEqual(1e-5 * Math.max(maxAbs(both), 1));
+      const same = (x: Float32Array, y: Float32Array) => Buffer.from(x.buffer, x.byteOffset, x.byteLength).equals(Buffer.from(y.buffer, y.byteOffset, y.byteLength));
+      expect(same(a.data, before[0]!) && same(b.data, before[1]!)).toBe(true);
+      // A transferred (detached) pixel buffer reads as zero floats: refused, not read.
+      const gone = { data: a.data.slice(), tiles: a.tiles };
+      structuredClone(gone.data.buffer, { transfer: [gone.data.buffer] });
+      await expect(ctx.encodeImages([gone])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      ctx.dispose();
+    });
+  }
+});
+
 describe('faster settings, within documented tolerances', () => {
   const variant = 'hovle-tiny';
 

@@ -112,7 +112,10 @@ export interface NativeContextOptions {
 }
 
 export interface NativeContext {
-  vision(pixels: Float32Array, tiles: number, project: boolean): Promise<Float32Array>;
+  // Float32Array arguments are read in place on the model's thread until the Promise settles
+  // (no copy of image-sized inputs): callers must not write to or transfer them meanwhile.
+  /** Writes the tiles' rows into `into` (exactly tiles x rows per tile x hidden) and resolves with it. */
+  vision(parts: Float32Array[], tiles: number, project: boolean, into: Float32Array): Promise<Float32Array>;
   shuffleProject(rows: Float32Array, tiles: number): Promise<Float32Array>;
   embed(ids: Int32Array, imageRows: Float32Array | null): Promise<Float32Array>;
   llm(rows: Float32Array, outputRows: Int32Array | null, into?: Float32Array): Promise<Float32Array>;

@@ -463,7 +463,7 @@ size_t Context::VisionFloats(int n_tiles, bool project) const {
 void Context::Vision(const std::vector<const float*>& tiles, bool project, float* out) {
   const HParams& hp = model_->hp;
   const int n_tiles = static_cast<int>(tiles.size());
-  const size_t tile_bytes = sizeof(float) * hp.n_channels * hp.image_size * hp.image_size;
+  const size_t tile_bytes = sizeof(float) * hp.tile_floats();
   const size_t tile_out = VisionFloats(1, project);
   for (int t0 = 0; t0 < n_tiles; t0 += kTilesPerGraph) {
     const int nt = std::min(kTilesPerGraph, n_tiles - t0);

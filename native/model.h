@@ -49,6 +49,8 @@ struct HParams {
 
   int grid() const { return image_size / patch_size; }
   int patches_per_tile() const { return grid() * grid(); }
+  // Floats of one tile's CHW pixels.
+  size_t tile_floats() const { return static_cast<size_t>(n_channels) * image_size * image_size; }
   int shuffle_factor() const { return static_cast<int>(1.0f / (downsample * downsample) + 0.5f); }
   int tokens_per_tile() const { return patches_per_tile() / shuffle_factor(); }
 };

@@ -349,7 +349,7 @@ static bool Given(const Napi::CallbackInfo& info, size_t i) {
   return info.Length() > i && !info[i].IsNull() && !info[i].IsUndefined();
 }
 
-// How many rows of the context's hidden size `v` holds; throws when it is not whole rows.
+// How many rows of the context's hidden size `floats` floats make; throws when not whole rows.
 static int WholeRows(const Context& ctx, size_t floats, const char* what) {
   const size_t H = ctx.hidden();
   if (floats % H != 0 || floats / H > INT32_MAX) throw Error("INVALID_ARGUMENT", std::string(what) + " must be a whole number of hidden-size rows");
@@ -371,8 +371,7 @@ Napi::Value ContextWrap::Vision(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto c = Get(env);
   if (!info[0].IsArray()) throw MakeError(env, "INVALID_ARGUMENT", "vision() takes an array of pixel arrays");
-  const HParams& hp = c->model()->hp;
-  const size_t tile_px = static_cast<size_t>(hp.n_channels) * hp.image_size * hp.image_size;
+  const size_t tile_px = c->model()->hp.tile_floats();
   Pins pins;
   auto tiles = std::make_shared<std::vector<const float*>>();
   Napi::Array parts = info[0].As<Napi::Array>();
@@ -402,6 +401,11 @@ Napi::Value ContextWrap::ShuffleProject(const Napi::CallbackInfo& info) {
   Pins pins;
   const Pins::Floats rows = pins.Add(info[0], "rows");
   const int tiles = info[1].As<Napi::Number>().Int32Value();
+  // Read in place for `tiles` tiles: a shorter array would be read past its end.
+  const HParams& hp = c->model()->hp;
+  if (tiles < 1 || rows.size != static_cast<size_t>(tiles) * hp.patches_per_tile() * hp.emb.n_embd) {
+    throw MakeError(env, "INVALID_ARGUMENT", "the rows must be exactly the tiles' patch rows");
+  }
   return Queue(env, c, [rows, tiles](Context& ctx) { return ctx.ShuffleProject(rows.data, tiles); }, Napi::Value(), std::move(pins));
 }
 

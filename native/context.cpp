@@ -4,6 +4,7 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -24,6 +25,13 @@ constexpr int kGraphSize = 8192;
 constexpr int kTilesPerGraph = 1;
 // From this many tokens per micro-batch the FFN's activation is computed in place (BuildSegment).
 constexpr int kInPlaceSwigluTokens = 64;
+// Attention reads the cache in spans of this many rows (the mask hides the rows past the batch),
+// and a GPU's cache is allocated in whole spans. So a decode step's graph is the previous one's
+// for 256 tokens at a time: ggml-cuda replays it as a CUDA graph instead of launching every
+// kernel again (it does when shapes and addresses repeat), and its flash-attention vector
+// kernel, the one for single-token queries, wants the KV length a multiple of 256. Cleared
+// cache rows keep the masked products finite. llama.cpp pads its cache the same way.
+constexpr int kKvPad = 256;
 // A call of this many tokens is a prefill that may touch the whole compute buffer: freed heap
 // memory is handed back first (ReleaseFreeHeap). Decode steps skip it.
 constexpr int kReleaseHeapTokens = 64;
@@ -89,15 +97,18 @@ void Context::Init() {
   for (bool llm : {false, true}) {
     const SegmentHParams& s = model_->seg(llm);
     Kv& kv = llm ? kv_llm_ : kv_emb_;
+    // Whole spans on a GPU (see kKvPad); on the CPU the rows a user never reaches would be
+    // memory for nothing, and any KV length runs the same kernels there.
     const int n_ctx = llm ? opts_.n_ctx_llm : opts_.n_ctx_emb;
+    const int n_rows = on_cpu ? n_ctx : GGML_PAD(n_ctx, kKvPad);
     for (int il = 0; il < s.n_layer; ++il) {
       ggml_context* c = model_->layer_on_device[model_->first_block(llm) + il] ? kv_dev : kv_cpu;
       // Token-major rows of head_dim * kv_heads, as llama.cpp lays its cache out: appending a
       // batch is one contiguous copy. Without flash attention V is kept transposed
       // ([n_ctx, head_dim * kv_heads]) so attention multiplies contiguous rows.
       const int64_t row = static_cast<int64_t>(s.head_dim()) * s.n_head_kv;
-      kv.k.push_back(ggml_new_tensor_2d(c, kt, row, n_ctx));
-      kv.v.push_back(opts_.flash_attn ? ggml_new_tensor_2d(c, kt, row, n_ctx) : ggml_new_tensor_2d(c, kt, n_ctx, row));
+      kv.k.push_back(ggml_new_tensor_2d(c, kt, row, n_rows));
+      kv.v.push_back(opts_.flash_attn ? ggml_new_tensor_2d(c, kt, row, n_rows) : ggml_new_tensor_2d(c, kt, n_rows, row));
     }
   }
 
@@ -150,6 +161,8 @@ void Context::Init() {
 }
 
 void Context::Release() {
+  if (kept_.ctx) ggml_free(kept_.ctx);
+  kept_ = KeptForward{};
   if (sched_) ggml_backend_sched_free(sched_);
   sched_ = nullptr;
   for (ggml_backend_buffer_t b : kv_buf_) ggml_backend_buffer_free(b);
@@ -195,10 +208,15 @@ float Context::RopeBase(const SegmentHParams& s, int n_total) const {
   return static_cast<float>(s.rope_base * std::pow(f * n_total / s.n_ctx_train - (f - 1.0), hd / (hd - 2.0)));
 }
 
+int Context::KvSpan(bool llm, int n_end) const {
+  const int rows = static_cast<int>((llm ? kv_llm_ : kv_emb_).k.front()->ne[1]);
+  return std::min(rows, GGML_PAD(n_end, kKvPad));
+}
+
 ggml_tensor* Context::BuildAttention(ggml_context* ctx, ggml_tensor* x, const LayerWeights& w, const SegmentHParams& s,
-                                     const Kv& kv, int layer, int n_tokens, int n_past, int n_ctx, ggml_tensor* pos,
-                                     ggml_tensor* mask) {
-  (void)n_ctx;
+                                     const Kv& kv, int layer, int n_tokens, int n_past, const BatchInputs& in) {
+  ggml_tensor* pos = in.pos;
+  ggml_tensor* mask = in.mask;
   const int hd = s.head_dim();
   ggml_cgraph* gf = pending_graph_;
   ggml_tensor* q = ggml_reshape_3d(ctx, ggml_mul_mat(ctx, w.wq, x), hd, s.n_head, n_tokens);
@@ -212,19 +230,20 @@ ggml_tensor* Context::BuildAttention(ggml_context* ctx, ggml_tensor* x, const La
   ggml_tensor* kc = kv.k[layer];
   ggml_tensor* vc = kv.v[layer];
   const int64_t row = static_cast<int64_t>(hd) * s.n_head_kv;
-  // Append this batch to the cache. The copies are expanded into the graph before anything
+  // Append this batch to the cache, at the rows an input names (not a view at n_past, which
+  // would change the graph every step). The writes are expanded into the graph before anything
   // reads the cache, so they run first.
-  ggml_build_forward_expand(gf, ggml_cpy(ctx, ggml_reshape_2d(ctx, k, row, n_tokens),
-                                         ggml_view_2d(ctx, kc, row, n_tokens, kc->nb[1], n_past * kc->nb[1])));
+  ggml_build_forward_expand(gf, ggml_set_rows(ctx, kc, ggml_reshape_2d(ctx, k, row, n_tokens), in.rows));
   if (opts_.flash_attn) {
-    ggml_build_forward_expand(gf, ggml_cpy(ctx, ggml_reshape_2d(ctx, v, row, n_tokens),
-                                           ggml_view_2d(ctx, vc, row, n_tokens, vc->nb[1], n_past * vc->nb[1])));
+    ggml_build_forward_expand(gf, ggml_set_rows(ctx, vc, ggml_reshape_2d(ctx, v, row, n_tokens), in.rows));
   } else {
+    // Transposed V: one column per token, which set_rows cannot address; this path runs on the
+    // CPU only (off the CPU attention is always flash attention).
     ggml_tensor* vdst = ggml_view_2d(ctx, vc, n_tokens, row, vc->nb[1], n_past * ggml_element_size(vc));
     ggml_build_forward_expand(gf, ggml_cpy(ctx, ggml_transpose(ctx, ggml_reshape_2d(ctx, v, row, n_tokens)), vdst));
   }
 
-  const int n_kv = n_past + n_tokens;
+  const int n_kv = in.n_kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   // [hd, n_kv, kv_heads] views of the token-major cache.
   ggml_tensor* kview = ggml_view_3d(ctx, kc, hd, n_kv, s.n_head_kv, kc->nb[1], ggml_row_size(kc->type, hd), 0);
@@ -247,13 +266,13 @@ ggml_tensor* Context::BuildAttention(ggml_context* ctx, ggml_tensor* x, const La
 }
 
 ggml_tensor* Context::BuildSegment(ggml_context* ctx, ggml_tensor* cur, bool llm, int n_tokens, int n_past,
-                                   ggml_tensor* pos, ggml_tensor* mask) {
+                                   const BatchInputs& in) {
   const SegmentHParams& s = model_->seg(llm);
   const Kv& kv = llm ? kv_llm_ : kv_emb_;
   for (int il = 0; il < s.n_layer; ++il) {
     const LayerWeights& w = model_->layers[model_->first_block(llm) + il];
     ggml_tensor* x = ggml_mul(ctx, ggml_rms_norm(ctx, cur, s.eps), w.attn_norm);
-    cur = ggml_add(ctx, cur, BuildAttention(ctx, x, w, s, kv, il, n_tokens, n_past, n_ctx(llm), pos, mask));
+    cur = ggml_add(ctx, cur, BuildAttention(ctx, x, w, s, kv, il, n_tokens, n_past, in));
     x = ggml_mul(ctx, ggml_rms_norm(ctx, cur, s.eps), w.ffn_norm);
     ggml_tensor* gate = ggml_mul_mat(ctx, w.ffn_gate, x);
     ggml_tensor* up = ggml_mul_mat(ctx, w.ffn_up, x);
@@ -301,14 +320,6 @@ struct GraphScope {
   }
 };
 
-// A segment's position ids [n_tokens] and causal mask [n_kv, n_tokens], graph inputs both.
-void NewPositionInputs(ggml_context* ctx, int n_tokens, int n_kv, ggml_tensor** pos, ggml_tensor** mask) {
-  *pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_tokens);
-  ggml_set_input(*pos);
-  *mask = ggml_new_tensor_2d(ctx, GGML_TYPE_F16, n_kv, n_tokens);
-  ggml_set_input(*mask);
-}
-
 void FillCausalMask(std::vector<ggml_fp16_t>& mask, int n_kv, int n_tokens, int n_past) {
   mask.resize(static_cast<size_t>(n_kv) * n_tokens);
   const ggml_fp16_t zero = ggml_fp32_to_fp16(0.0f);
@@ -319,6 +330,18 @@ void FillCausalMask(std::vector<ggml_fp16_t>& mask, int n_kv, int n_tokens, int 
 }
 
 }  // namespace
+
+Context::BatchInputs Context::NewBatchInputs(ggml_context* ctx, bool llm, int n_tokens, int n_past) const {
+  BatchInputs in{};
+  in.n_kv = KvSpan(llm, n_past + n_tokens);
+  in.pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_tokens);
+  ggml_set_input(in.pos);
+  in.rows = ggml_new_tensor_1d(ctx, GGML_TYPE_I64, n_tokens);
+  ggml_set_input(in.rows);
+  in.mask = ggml_new_tensor_2d(ctx, GGML_TYPE_F16, in.n_kv, n_tokens);
+  ggml_set_input(in.mask);
+  return in;
+}
 
 Context::VisionGraph Context::BuildVisionGraph(ggml_context* ctx, ggml_cgraph* gf, int nt, bool project) {
   const HParams& hp = model_->hp;
@@ -352,7 +375,6 @@ Context::VisionGraph Context::BuildShuffleProjectGraph(ggml_context* ctx, ggml_c
 
 Context::EmbedGraph Context::BuildEmbedGraph(ggml_context* ctx, ggml_cgraph* gf, int nb, int nb_img, int n_past, bool output) {
   const HParams& hp = model_->hp;
-  const int n_kv = n_past + nb;
   pending_graph_ = gf;
   EmbedGraph g{};
   g.tid = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, nb);
@@ -365,8 +387,8 @@ Context::EmbedGraph Context::BuildEmbedGraph(ggml_context* ctx, ggml_cgraph* gf,
     ggml_set_input(g.merge);
     cur = ggml_get_rows(ctx, ggml_concat(ctx, cur, g.img, 1), g.merge);
   }
-  NewPositionInputs(ctx, nb, n_kv, &g.pos, &g.mask);
-  cur = BuildSegment(ctx, cur, false, nb, n_past, g.pos, g.mask);
+  g.in = NewBatchInputs(ctx, false, nb, n_past);
+  cur = BuildSegment(ctx, cur, false, nb, n_past, g.in);
   if (hp.normalize_output) cur = ggml_l2_norm(ctx, cur, 1e-12f);
   if (output) {
     ggml_set_output(cur);
@@ -378,7 +400,6 @@ Context::EmbedGraph Context::BuildEmbedGraph(ggml_context* ctx, ggml_cgraph* gf,
 
 Context::LlmGraph Context::BuildLlmGraph(ggml_context* ctx, ggml_cgraph* gf, int nb, int n_past, int n_out, ggml_tensor* input) {
   const HParams& hp = model_->hp;
-  const int n_kv = n_past + nb;
   pending_graph_ = gf;
   LlmGraph g{};
   if (input == nullptr) {
@@ -386,8 +407,8 @@ Context::LlmGraph Context::BuildLlmGraph(ggml_context* ctx, ggml_cgraph* gf, int
     ggml_set_input(g.inp);
     input = g.inp;
   }
-  NewPositionInputs(ctx, nb, n_kv, &g.pos, &g.mask);
-  ggml_tensor* cur = BuildSegment(ctx, input, true, nb, n_past, g.pos, g.mask);
+  g.in = NewBatchInputs(ctx, true, nb, n_past);
+  ggml_tensor* cur = BuildSegment(ctx, input, true, nb, n_past, g.in);
   if (n_out > 0) {
     g.sel = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_out);
     ggml_set_input(g.sel);
@@ -438,6 +459,7 @@ std::vector<size_t> Context::MeasureCompute() {
 }
 
 void Context::AllocGraph(ggml_cgraph* graph, const char* what) {
+  ++alloc_epoch_;
   ggml_backend_sched_reset(sched_);
   if (!ggml_backend_sched_alloc_graph(sched_, graph)) throw Error("OUT_OF_DEVICE_MEMORY", std::string("cannot allocate the ") + what);
   // A graph larger than those measured at creation (many rows of logits, say) grew a buffer.
@@ -537,20 +559,22 @@ void Context::SetEmbedInputs(const EmbedGraph& e, const int32_t* ids, int nb, co
     ggml_backend_tensor_set(e.img, image_rows, 0, ggml_nbytes(e.img));
     ggml_backend_tensor_set(e.merge, merge.data(), 0, ggml_nbytes(e.merge));
   }
-  SetPositions(e.pos, e.mask, nb, n_past);
+  SetPositions(e.in, nb, n_past);
 }
 
-void Context::SetPositions(ggml_tensor* pos, ggml_tensor* mask, int nb, int n_past) {
+void Context::SetPositions(const BatchInputs& in, int nb, int n_past) {
   std::vector<int32_t> p(nb);
-  for (int i = 0; i < nb; ++i) p[i] = n_past + i;
-  ggml_backend_tensor_set(pos, p.data(), 0, ggml_nbytes(pos));
-  FillCausalMask(mask_, n_past + nb, nb, n_past);
-  ggml_backend_tensor_set(mask, mask_.data(), 0, ggml_nbytes(mask));
+  std::vector<int64_t> rows(nb);
+  for (int i = 0; i < nb; ++i) p[i] = n_past + i, rows[i] = n_past + i;
+  ggml_backend_tensor_set(in.pos, p.data(), 0, ggml_nbytes(in.pos));
+  ggml_backend_tensor_set(in.rows, rows.data(), 0, ggml_nbytes(in.rows));
+  FillCausalMask(mask_, in.n_kv, nb, n_past);
+  ggml_backend_tensor_set(in.mask, mask_.data(), 0, ggml_nbytes(in.mask));
 }
 
 void Context::SetLlmInputs(const LlmGraph& l, const float* rows, int nb, int n_past, const std::vector<int32_t>& sel) {
   if (l.inp != nullptr) ggml_backend_tensor_set(l.inp, rows, 0, ggml_nbytes(l.inp));
-  SetPositions(l.pos, l.mask, nb, n_past);
+  SetPositions(l.in, nb, n_past);
   if (l.sel) ggml_backend_tensor_set(l.sel, sel.data(), 0, ggml_nbytes(l.sel));
 }
 
@@ -612,6 +636,39 @@ std::vector<float> Context::Llm(const float* rows, int n, const std::vector<int3
   return logits;
 }
 
+ggml_cgraph* Context::KeptForwardGraph(int nb, int n_out) {
+  const HParams& hp = model_->hp;
+  const int n_kv_emb = KvSpan(false, n_past_emb_ + nb);
+  const int n_kv_llm = KvSpan(true, n_past_llm_ + nb);
+  // Dynamic NTK moves the rope base with the length: an op parameter, so part of the key.
+  const float base_emb = RopeBase(hp.emb, n_past_emb_ + nb);
+  const float base_llm = RopeBase(hp.llm, n_past_llm_ + nb);
+  // Without flash attention V is written through a view at n_past (BuildAttention), so the
+  // graph holds the position itself.
+  const int at = opts_.flash_attn ? -1 : n_past_llm_;
+  KeptForward& k = kept_;
+  if (k.ctx && k.epoch == alloc_epoch_ && k.nb == nb && k.n_out == n_out && k.n_kv_emb == n_kv_emb &&
+      k.n_kv_llm == n_kv_llm && k.base_emb == base_emb && k.base_llm == base_llm && k.at == at &&
+      (at < 0 || k.at_emb == n_past_emb_)) {
+    return k.gf;
+  }
+  if (k.ctx) ggml_free(k.ctx);
+  k.ctx = nullptr;
+  k.mem.resize(graph_mem_.size());
+  ggml_init_params p{k.mem.size(), k.mem.data(), true};
+  k.ctx = ggml_init(p);
+  if (k.ctx == nullptr) throw Error("INTERNAL", "cannot create the graph context");
+  k.gf = ggml_new_graph_custom(k.ctx, kGraphSize, false);
+  k.e = BuildEmbedGraph(k.ctx, k.gf, nb, 0, n_past_emb_, false);
+  k.l = BuildLlmGraph(k.ctx, k.gf, nb, n_past_llm_, n_out, k.e.out);
+  k.epoch = 0;  // not valid until allocated, in case the allocation throws
+  AllocGraph(k.gf, "forward graph");
+  k.epoch = alloc_epoch_;
+  k.at = at, k.at_emb = n_past_emb_;
+  k.nb = nb, k.n_out = n_out, k.n_kv_emb = n_kv_emb, k.n_kv_llm = n_kv_llm, k.base_emb = base_emb, k.base_llm = base_llm;
+  return k.gf;
+}
+
 std::vector<float> Context::Forward(const int32_t* ids, int n, const float* image_rows, int n_image_rows,
                                     const std::vector<int32_t>& out_rows) {
   if (n >= kReleaseHeapTokens) ReleaseFreeHeap();
@@ -633,13 +690,25 @@ std::vector<float> Context::Forward(const int32_t* ids, int n, const float* imag
     const int nb = std::min(opts_.n_batch, n - b0);
     const int nb_img = CountIn(ids + b0, nb, hp.img_context_id);
     const std::vector<int32_t> sel = BatchRows(wanted, w, b0, nb);
-    GraphScope g(graph_mem_);
-    const EmbedGraph e = BuildEmbedGraph(g.ctx.get(), g.gf, nb, nb_img, n_past_emb_, false);
-    const LlmGraph l = BuildLlmGraph(g.ctx.get(), g.gf, nb, n_past_llm_, static_cast<int>(sel.size()), e.out);
-    AllocGraph(g.gf, "forward graph");
+    const int n_out = static_cast<int>(sel.size());
+    std::optional<GraphScope> g;
+    EmbedGraph e;
+    LlmGraph l;
+    ggml_cgraph* gf;
+    if (nb_img > 0) {
+      g.emplace(graph_mem_);
+      gf = g->gf;
+      e = BuildEmbedGraph(g->ctx.get(), gf, nb, nb_img, n_past_emb_, false);
+      l = BuildLlmGraph(g->ctx.get(), gf, nb, n_past_llm_, n_out, e.out);
+      AllocGraph(gf, "forward graph");
+    } else {
+      gf = KeptForwardGraph(nb, n_out);
+      e = kept_.e;
+      l = kept_.l;
+    }
     SetEmbedInputs(e, ids + b0, nb, image_rows + static_cast<size_t>(img_used) * H, n_past_emb_);
     SetLlmInputs(l, nullptr, nb, n_past_llm_, sel);
-    Compute(g.gf);
+    Compute(gf);
     if (l.out) ggml_backend_tensor_get(l.out, logits.data() + w * V, 0, ggml_nbytes(l.out));
     w += sel.size();
     img_used += nb_img;

@@ -188,11 +188,22 @@ class Context {
   struct Kv {
     std::vector<ggml_tensor*> k, v;
   };
+  // A segment's inputs for one batch appended at n_past: position ids [n_tokens], the cache rows
+  // it is written to [n_tokens] (I64), and the causal mask [n_kv, n_tokens] over the first n_kv
+  // cache rows. n_kv is padded (KvSpan), so from one decode step to the next the graph keeps its
+  // shapes and addresses and only these inputs' contents change.
+  struct BatchInputs {
+    ggml_tensor *pos, *rows, *mask;
+    int n_kv;
+  };
+  BatchInputs NewBatchInputs(ggml_context* ctx, bool llm, int n_tokens, int n_past) const;
+  // Cache rows attention reads for a batch ending at position n_end: n_end rounded up to
+  // kKvPad, within the cache's rows.
+  int KvSpan(bool llm, int n_end) const;
   ggml_tensor* BuildSegment(ggml_context* ctx, ggml_tensor* cur, bool llm, int n_tokens, int n_past,
-                            ggml_tensor* pos, ggml_tensor* mask);
+                            const BatchInputs& in);
   ggml_tensor* BuildAttention(ggml_context* ctx, ggml_tensor* x, const LayerWeights& w, const SegmentHParams& s,
-                              const Kv& kv, int layer, int n_tokens, int n_past, int n_ctx, ggml_tensor* pos,
-                              ggml_tensor* mask);
+                              const Kv& kv, int layer, int n_tokens, int n_past, const BatchInputs& in);
   ggml_tensor* BuildShuffleProject(ggml_context* ctx, ggml_tensor* patches, int n_tiles);
   // Whole graphs of each stage, their input tensors unset: run by the stages, and built at
   // creation to measure the compute buffers before anything is allocated for them.
@@ -201,10 +212,12 @@ class Context {
     ggml_tensor* out;
   };
   struct EmbedGraph {
-    ggml_tensor *tid, *img, *merge, *pos, *mask, *out;
+    ggml_tensor *tid, *img, *merge, *out;
+    BatchInputs in;
   };
   struct LlmGraph {
-    ggml_tensor *inp, *pos, *mask, *sel, *out;  // sel/out null when no logits are wanted
+    ggml_tensor *inp, *sel, *out;  // sel/out null when no logits are wanted
+    BatchInputs in;
   };
   VisionGraph BuildVisionGraph(ggml_context* ctx, ggml_cgraph* gf, int n_tiles, bool project);
   VisionGraph BuildShuffleProjectGraph(ggml_context* ctx, ggml_cgraph* gf, int n_tiles);
@@ -221,14 +234,17 @@ class Context {
   std::vector<int32_t> WantedRows(const std::vector<int32_t>& out_rows, int n) const;
   void SetEmbedInputs(const EmbedGraph& e, const int32_t* ids, int nb, const float* image_rows, int n_past);
   void SetLlmInputs(const LlmGraph& l, const float* rows, int nb, int n_past, const std::vector<int32_t>& sel);
-  // Positions n_past.. and the causal mask of a batch of nb appended at n_past.
-  void SetPositions(ggml_tensor* pos, ggml_tensor* mask, int nb, int n_past);
+  // Positions n_past.., their cache rows and the causal mask of a batch of nb appended at n_past.
+  void SetPositions(const BatchInputs& in, int nb, int n_past);
   // Compute-buffer bytes per scheduler backend (device first when there is one) for the
   // largest graphs this context will run.
   std::vector<size_t> MeasureCompute();
   // Allocates a graph's compute buffers; when they grew past what was checked, checks the
   // growth against the memory available first.
   void AllocGraph(ggml_cgraph* graph, const char* what);
+  // The fused forward's graph for a batch of nb ids without image rows at the current positions,
+  // with n_out rows of logits: kept_ when it matches, else built, allocated and kept.
+  ggml_cgraph* KeptForwardGraph(int nb, int n_out);
   void Compute(ggml_cgraph* graph);
   void Init();
   void Release();
@@ -249,6 +265,22 @@ class Context {
   size_t compute_bytes_ = 0;
   std::vector<size_t> compute_checked_;  // per scheduler backend, bytes known to fit
   ggml_cgraph* pending_graph_ = nullptr;  // the graph being built (KV writes are expanded into it)
+  // The last fused-forward graph without image rows, kept built and allocated: a call with the
+  // same shapes (every decode step, for kKvPad tokens at a time) only sets its inputs and
+  // computes it again, skipping the graph build and the scheduler's allocation. Valid while no
+  // other graph has been allocated since (epoch).
+  struct KeptForward {
+    std::vector<uint8_t> mem;
+    ggml_context* ctx = nullptr;
+    ggml_cgraph* gf = nullptr;
+    EmbedGraph e{};
+    LlmGraph l{};
+    int nb = 0, n_out = 0, n_kv_emb = 0, n_kv_llm = 0;
+    float base_emb = 0.0f, base_llm = 0.0f;
+    int at = -1, at_emb = -1;  // the positions, where the graph depends on them (no flash attention)
+    uint64_t epoch = 0;
+  } kept_;
+  uint64_t alloc_epoch_ = 0;  // scheduler allocations so far
   std::vector<ggml_fp16_t> mask_;         // host staging for the attention masks
 };
 

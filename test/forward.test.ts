@@ -113,6 +113,38 @@ describe('incremental decoding equals full recompute', () => {
   }
 });
 
+describe('decode graphs kept between steps', () => {
+  // The fused forward keeps its decode graph and only refills its inputs while the attention
+  // span (a multiple of 256 positions, the context's end at most) stays the same; the staged path
+  // (hidden: true) builds fresh graphs every call. This crosses the span at 256 and then runs
+  // into the end of a context that is not a multiple of 256.
+  it('hovle-tiny: 12 steps from position 250 in a 262-position context, kept vs fresh graphs', async () => {
+    const m = await model('hovle-tiny');
+    const c = goldenCases('hovle-tiny').find((x) => x.name === 'text_only_en')!;
+    const base = Array.from(goldenI32('hovle-tiny', c, 'input_ids'));
+    const ids = Array.from({ length: 250 }, (_, i) => base[i % base.length]!);
+    for (const kvType of ['f32', 'f16'] as const) {
+      const opts = { contextSize: 262, kvType, flashAttention: true };
+      const kept = await m.createContext(opts);
+      const fresh = await m.createContext(opts);
+      let tok = argmax((await kept.evaluate(ids, [], { logits: 'last' })).logits);
+      await fresh.evaluate(ids, [], { logits: 'last', hidden: true });
+      for (let step = 0; step < 12; step++) {
+        const a = (await kept.evaluate([tok], [], { logits: 'last' })).logits;
+        const b = (await fresh.evaluate([tok], [], { logits: 'last', hidden: true })).logits;
+        let d = 0;
+        for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
+        expect(d, `${kvType} step ${step} at position ${250 + step}`).toBeLessThanOrEqual(1e-5);
+        tok = argmax(a);
+      }
+      expect(kept.cached).toEqual({ embedding: 262, llm: 262 });
+      await expect(kept.evaluate([tok], [], { logits: 'last' })).rejects.toMatchObject({ code: 'CONTEXT_FULL' });
+      kept.dispose();
+      fresh.dispose();
+    }
+  });
+});
+
 describe('the fused forward (one graph through all 32 layers) equals the staged embed + LLM path', () => {
   // evaluate() takes the fused path unless the embedding output is asked for (hidden: true) or
   // "post" images need the shuffle between the stages; the goldens above check the staged path.

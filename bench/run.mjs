@@ -7,7 +7,12 @@
 //
 //   npm run bench -- [--types f16,q8_0,q4_0,q4_k_m] [--threads N] [--rounds 3] [--reps 1] [--quick]
 //                    [--prompts 2048] [--depths 0,1024,4096] [--models DIR] [--no-peer] [--no-flash]
-//                    [--out BENCHMARKS.md]
+//                    [--backend cpu|cuda] [--peer-bin DIR] [--out BENCHMARKS.md]
+//
+// --backend cuda puts all weights on the GPU on both sides (llama-bench -ngl 99) and measures the
+// GPU's read bandwidth (bench/membw.cu) instead of the CPU's. --peer-bin takes llama-bench,
+// llama-quantize (and membw-cuda, peer.json) from DIR instead of building them: how a GPU machine
+// without a toolchain for them runs this (scripts/gpu-prebuild.sh, scripts/gpu-check.sh).
 //
 // A round runs every type once, ours and llama.cpp back to back with --reps repetitions each;
 // the defaults take about 70 minutes a round for all four types on 2 cores, ~17 per type (the
@@ -37,12 +42,20 @@ const { values: args } = parseArgs({
     models: { type: 'string' },
     'no-peer': { type: 'boolean', default: false },
     'no-flash': { type: 'boolean', default: false },
+    backend: { type: 'string', default: 'cpu' },
+    'peer-bin': { type: 'string' },
     out: { type: 'string', default: join(root, 'BENCHMARKS.md') },
   },
   strict: true,
 });
 
 const types = args.types.split(',');
+const backend = args.backend;
+if (backend !== 'cpu' && backend !== 'cuda') {
+  process.stderr.write(`bench/run.mjs: --backend must be cpu or cuda, got ${backend}\n`);
+  process.exit(2);
+}
+const peerBin = args['peer-bin'] ? resolve(args['peer-bin']) : undefined;
 const threads = Number(args.threads ?? physicalCores());
 const reps = Number(args.reps ?? 1);
 const rounds = Number(args.rounds ?? (args.quick ? 1 : 3));
@@ -79,7 +92,8 @@ function run(cmd, argv, opts = {}) {
 
 /** Runs argv under GNU time for the child's peak RSS; returns stdout and the RSS in bytes. */
 function timed(cmd, argv) {
-  const r = run('/usr/bin/time', ['-f', 'MAXRSS_KB=%M', cmd, ...argv]);
+  // HOVLE_GNU_TIME: where GNU time is not installed (the GPU machine's image), a carried copy.
+  const r = run(process.env.HOVLE_GNU_TIME ?? '/usr/bin/time', ['-f', 'MAXRSS_KB=%M', cmd, ...argv]);
   const kb = Number(/MAXRSS_KB=(\d+)/.exec(r.stderr)?.[1] ?? NaN);
   return { stdout: r.stdout, stderr: r.stderr, peakRssBytes: kb * 1024 };
 }
@@ -106,24 +120,36 @@ for (const [t, path] of Object.entries(ours)) {
 
 let peer = null;
 if (!args['no-peer']) {
-  log('building llama.cpp (llama-bench, llama-quantize) from the pinned source, if needed');
-  const built = JSON.parse(run(process.execPath, [join(root, 'scripts', 'build-llama-peer.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] }).stdout.trim().split('\n').pop());
+  let built;
+  if (peerBin) {
+    // peer.json: what build-llama-peer.mjs printed when these binaries were built (commit, flags).
+    const info = join(peerBin, 'peer.json');
+    built = { ...(existsSync(info) ? JSON.parse(readFileSync(info, 'utf8')) : {}), 'llama-bench': join(peerBin, 'llama-bench'), 'llama-quantize': join(peerBin, 'llama-quantize') };
+    log(`llama.cpp binaries from ${peerBin}${existsSync(info) ? '' : ' (no peer.json: commit unknown)'}`);
+  } else {
+    log('building llama.cpp (llama-bench, llama-quantize) from the pinned source, if needed');
+    built = JSON.parse(run(process.execPath, [join(root, 'scripts', 'build-llama-peer.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] }).stdout.trim().split('\n').pop());
+  }
   log('writing the InternLM2 peer models, if needed');
   run(process.execPath, [join(root, 'scripts', 'make-internlm2-peer.mjs'), modelsDir, '--types', types.join(','), '--quantize', built['llama-quantize']], { stdio: ['ignore', 'pipe', 'inherit'] });
   peer = { bench: built['llama-bench'], build: built, models: Object.fromEntries(types.map((t) => [t, join(modelsDir, `internlm2-hovle-peer-${t}.gguf`)])) };
 }
 
 // --- memory bandwidth -------------------------------------------------------------------------
-const membw = join(root, 'build-peer', 'membw');
+// With the weights on the GPU, decode reads them from device memory: bench/membw.cu measures
+// that (built by scripts/gpu-prebuild.sh, or here with nvcc).
+const membw = backend === 'cuda' ? join(peerBin ?? join(root, 'build-gpu'), 'membw-cuda') : join(root, 'build-peer', 'membw');
 mkdirSync(dirname(membw), { recursive: true });
-if (!existsSync(membw) || statSync(membw).mtimeMs < statSync(join(root, 'bench', 'membw.c')).mtimeMs) {
+if (backend === 'cpu' && (!existsSync(membw) || statSync(membw).mtimeMs < statSync(join(root, 'bench', 'membw.c')).mtimeMs)) {
   run('cc', ['-O3', '-march=native', '-fopenmp', join(root, 'bench', 'membw.c'), '-o', membw]);
 }
+if (backend === 'cuda' && !existsSync(membw)) run('nvcc', ['-O3', '-arch=native', join(root, 'bench', 'membw.cu'), '-o', membw]);
+const bandwidthSource = backend === 'cuda' ? 'GPU memory, bench/membw.cu' : `bench/membw.c, ${threads} threads`;
 // Measured at the start of every round: it drifts with the rest of the machine.
 const bandwidths = [];
 function measureBandwidth() {
-  bandwidths.push(Number(run(membw, ['2048', String(threads)]).stdout.trim()));
-  log(`memory read bandwidth, ${threads} threads: ${(bandwidths.at(-1) / 1e9).toFixed(1)} GB/s`);
+  bandwidths.push(Number(run(membw, backend === 'cuda' ? ['4096'] : ['2048', String(threads)]).stdout.trim()));
+  log(`memory read bandwidth (${bandwidthSource}): ${(bandwidths.at(-1) / 1e9).toFixed(1)} GB/s`);
 }
 
 // --- measurements -----------------------------------------------------------------------------
@@ -140,7 +166,7 @@ function measureOurs(t, round) {
   const cold = round === 0 && dropCaches();
   log(`round ${round + 1}/${rounds}: hovle ${t}${cold ? ' (page cache dropped: first load is cold)' : ''}`);
   const argv = [cli, 'bench', '-m', ours[t], '--json', '--threads', String(threads), '--reps', String(reps),
-    '--prompts', prompts.join(','), '--depths', depths.join(','), '--decode', String(decodeTokens), '--tiles', '1,7',
+    '--prompts', prompts.join(','), '--depths', depths.join(','), '--decode', String(decodeTokens), '--tiles', '1,7', '--backend', backend,
     ...(args['no-flash'] ? ['--no-flash'] : [])];
   const r = timed(process.execPath, argv);
   const hovle = JSON.parse(r.stdout);
@@ -151,7 +177,8 @@ function measureOurs(t, round) {
 
 function measurePeer(t, round) {
   log(`round ${round + 1}/${rounds}: llama-bench ${t}`);
-  const common = ['-m', peer.models[t], '-t', String(threads), '-r', String(reps), '-o', 'json', '-fa', args['no-flash'] ? '0' : '1'];
+  const common = ['-m', peer.models[t], '-t', String(threads), '-r', String(reps), '-o', 'json', '-fa', args['no-flash'] ? '0' : '1',
+    ...(backend === 'cpu' ? [] : ['-ngl', '99'])];
   // llama-bench warms up each prompt test with a whole extra run (a 2048-token prefill costs
   // minutes on 2 cores); a 16-token test first does that job: it touches every weight.
   const pp = timed(peer.bench, [...common, '--no-warmup', '-p', [16, 300, ...prompts].join(','), '-n', '0']);
@@ -249,14 +276,15 @@ function report(final) {
   const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no', ...except], { cwd: root, encoding: 'utf8' })
     .stdout?.trim() ? ' (with uncommitted changes)' : '';
   const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
+  const gpu = backend === 'cuda' ? spawnSync('nvidia-smi', ['--query-gpu=name,memory.total,driver_version', '--format=csv,noheader'], { encoding: 'utf8' }).stdout?.trim() : '';
   const date = new Date().toISOString().slice(0, 10);
   const header = [
-    `machine: ${cpuModel}, ${cpus().length} logical CPUs, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${osType()} ${release()}`,
+    `machine: ${cpuModel}, ${cpus().length} logical CPUs, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${osType()} ${release()}${gpu ? `; GPU ${gpu}` : ''}`,
     `hovle ${commit}${dirty}, ${date}, node ${process.version}; llama.cpp ${peer ? peer.build.commit?.slice(0, 12) ?? '' : 'not run'} (same pinned source)`,
-    `settings: CPU, ${threads} threads, up to ${rounds} rounds of ${reps} repetition(s) each side (speeds: median (min-max) of all runs; ` +
+    `settings: ${backend === 'cpu' ? 'CPU' : `${backend.toUpperCase()}, all layers on the GPU (llama-bench -ngl 99),`} ${threads} threads, up to ${rounds} rounds of ${reps} repetition(s) each side (speeds: median (min-max) of all runs; ` +
       `ratios: median (min-max) of the per-round ratios), KV f16, flash attention ${args['no-flash'] ? 'off' : 'on'} for both; ` +
       `prompts ${prompts.join(',')}, decode ${decodeTokens} tokens at depths ${depths.join(', ')}`,
-    `memory read bandwidth: ${(bandwidth / 1e9).toFixed(1)} GB/s (${(bw.min / 1e9).toFixed(1)}-${(bw.max / 1e9).toFixed(1)} over the rounds; bench/membw.c, ${threads} threads)`,
+    `memory read bandwidth: ${(bandwidth / 1e9).toFixed(1)} GB/s (${(bw.min / 1e9).toFixed(1)}-${(bw.max / 1e9).toFixed(1)} over the rounds; ${bandwidthSource})`,
   ];
   const text = [...header, '', ...results.map((_, i) => `## ${rows[i].type}\n${tableFor(rows[i])}`)].join('\n');
   if (final) process.stdout.write(text + '\n');

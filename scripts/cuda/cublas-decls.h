@@ -1,9 +1,11 @@
 /*
  * hovle: declarations of the cuBLAS API subset that ggml-cuda (llama.cpp 80fb11a) calls, for
- * scripts/check-cuda-compile.sh only. The development machine has nvcc but no cuBLAS, so this
- * lets the CUDA backend's device and host code be compiled (not linked) there. Written from
- * cuBLAS's documented API; never used to build anything that runs: real builds use the
- * toolkit's cublas_v2.h (the script puts this file first on the include path as cublas_v2.h).
+ * builds on machines that have nvcc but no cuBLAS (this project's development machines). Written
+ * from cuBLAS's documented API (names, enum values and signatures as in cublas_api.h and
+ * cublas_v2.h). scripts/check-cuda-compile.sh only compiles against it; scripts/gpu-prebuild.sh
+ * also links against a stub libcublas.so.13 made from it (cublas-stub.cmake) so the binary can be
+ * carried to a GPU machine, where the real libcublas.so.13 is loaded in the stub's place. Where
+ * the toolkit has cuBLAS, its own cublas_v2.h is used and this file is not.
  */
 #pragma once
 #include <cuda_runtime.h>
@@ -36,6 +38,15 @@ typedef enum {
 } cublasComputeType_t;
 struct cublasContext;
 typedef struct cublasContext* cublasHandle_t;
+
+/* As cublas_v2.h does: these names are macros for the _v2 entry points. The unsuffixed symbols
+ * in libcublas are the legacy API with other signatures, so a binary linked against this header
+ * (scripts/gpu-prebuild.sh) must reference the _v2 ones. */
+#define cublasCreate cublasCreate_v2
+#define cublasDestroy cublasDestroy_v2
+#define cublasSetWorkspace cublasSetWorkspace_v2
+#define cublasSetStream cublasSetStream_v2
+#define cublasSgemm cublasSgemm_v2
 
 #ifdef __cplusplus
 extern "C" {

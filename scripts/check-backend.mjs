@@ -1,0 +1,121 @@
+#!/usr/bin/env node
+// The forward pass on a GPU backend against the golden data, without the test runner (a lent
+// GPU machine has no node_modules; scripts/gpu-check.sh runs this there). The tiny fixtures
+// (test/fixtures/, copied from ../shared/fixtures by scripts/fixtures/copy-goldens.mjs) are
+// converted to F32 GGUFs and run with an F32 KV cache, as test/vulkan/forward.test.ts does on
+// lavapipe: logits within 6e-3 of the reference (1.2e-2 past 4000 positions, the fixtures
+// README's allowance for the many-tile post cases) and the greedy continuation token for token.
+// Then the shipped settings (F16 KV, flash attention) on Q8_0 weights, against the CPU running the
+// same file: the greedy tokens must agree where the CPU's top-2 margin exceeds 0.1.
+//
+//   node scripts/check-backend.mjs [--backend cuda|vulkan|metal]     exit 3 on a mismatch
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname, basename } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { gunzipSync } from 'node:zlib';
+
+import { convertCheckpoint } from '../dist/convert/convert.js';
+import { HovleModel } from '../dist/runtime/model.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const FIXTURES = join(root, 'test', 'fixtures');
+const { values: args } = parseArgs({ options: { backend: { type: 'string', default: 'cuda' } }, strict: true });
+const dir = mkdtempSync(join(tmpdir(), 'hovle-check-backend-'));
+
+function golden(variant, c, key, Type) {
+  const file = join(FIXTURES, variant, 'golden', c.files[key].file);
+  const raw = file.endsWith('.gz') ? gunzipSync(readFileSync(file)) : readFileSync(file);
+  return new Type(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length));
+}
+const argmax = (a) => {
+  let best = 0;
+  for (let v = 1; v < a.length; v++) if (a[v] > a[best]) best = v;
+  return best;
+};
+const maxDiff = (a, b) => {
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Number.isNaN(a[i] - b[i]) ? Infinity : Math.abs(a[i] - b[i]));
+  return d;
+};
+
+async function inputs(model, variant, c) {
+  const ids = golden(variant, c, 'input_ids', Int32Array);
+  const images = c.image ? [await model.preprocessImage(join(FIXTURES, 'images', basename(c.image)), { maxTiles: c.maxTiles })] : [];
+  return { ids, images };
+}
+
+let failures = 0;
+const rows = [];
+try {
+  for (const variant of ['hovle-tiny', 'hovle-tiny-post']) {
+    const cases = JSON.parse(readFileSync(join(FIXTURES, variant, 'golden', 'cases.json'), 'utf8')).cases;
+    const f32 = join(dir, `${variant}-f32.gguf`);
+    await convertCheckpoint(join(FIXTURES, variant, 'hf'), f32, { type: 'f32' });
+    const model = await HovleModel.load(f32, { backend: args.backend });
+    for (const c of cases) {
+      const { ids, images } = await inputs(model, variant, c);
+      const ctx = await model.createContext({ contextSize: ids.length + 24, embeddingContextSize: (c.hdSeqLen ?? ids.length) + 24, kvType: 'f32', flashAttention: false });
+      const r = await ctx.evaluate(ids, images, { logits: c.files.logits.rows });
+      const d = maxDiff(r.logits, golden(variant, c, 'logits', Float32Array));
+      const tol = (c.hdSeqLen ?? 0) > 4000 ? 1.2e-2 : 6e-3;
+      let logits = r.logits.subarray(r.logits.length - model.hparams.vocabSize);
+      const out = [];
+      for (let i = 0; i < c.greedy.ids.length; i++) {
+        const best = argmax(logits);
+        out.push(best);
+        if (best === c.greedy.eos_id) break;
+        logits = (await ctx.evaluate([best], [], { logits: 'last' })).logits;
+      }
+      ctx.dispose();
+      const same = out.length === c.greedy.ids.length && out.every((t, i) => t === c.greedy.ids[i]);
+      const ok = d <= tol && same;
+      if (!ok) failures++;
+      rows.push(`${ok ? 'ok  ' : 'FAIL'} ${model.device} f32/f32 ${variant} ${c.name}: max |dlogits| ${d.toExponential(2)} (tol ${tol}), greedy ${same ? 'same' : `differs: ${out.join(',')} vs ${c.greedy.ids.join(',')}`}`);
+      process.stderr.write(rows.at(-1) + '\n');
+    }
+    model.dispose();
+
+    // Shipped settings: Q8_0 weights, F16 KV, flash attention; the CPU on the same file is the reference.
+    const q8 = join(dir, `${variant}-q8_0.gguf`);
+    await convertCheckpoint(join(FIXTURES, variant, 'hf'), q8, { type: 'q8_0' });
+    const dev = await HovleModel.load(q8, { backend: args.backend });
+    const cpu = await HovleModel.load(q8, { backend: 'cpu' });
+    for (const c of cases.filter((x) => ['fjord_max1_en', 'gradient_max6_en', 'text_only_en'].includes(x.name))) {
+      const greedy = [];
+      const margins = [];
+      for (const m of [cpu, dev]) {
+        const { ids, images } = await inputs(m, variant, c);
+        const ctx = await m.createContext({ contextSize: ids.length + 24, embeddingContextSize: (c.hdSeqLen ?? ids.length) + 24, kvType: 'f16', flashAttention: true });
+        let logits = (await ctx.evaluate(ids, images, { logits: 'last' })).logits;
+        const toks = [];
+        const mg = [];
+        for (let i = 0; i < 16; i++) {
+          const best = argmax(logits);
+          const second = argmax(logits.map((x, v) => (v === best ? -Infinity : x)));
+          toks.push(best);
+          mg.push(logits[best] - logits[second]);
+          logits = (await ctx.evaluate([best], [], { logits: 'last' })).logits;
+        }
+        ctx.dispose();
+        greedy.push(toks);
+        margins.push(mg);
+      }
+      // Up to the first step where the CPU's choice is close, the device must pick the same tokens.
+      let agreeUntil = 0;
+      while (agreeUntil < 16 && greedy[0][agreeUntil] === greedy[1][agreeUntil]) agreeUntil++;
+      const firstClose = margins[0].findIndex((x) => x <= 0.1);
+      const ok = agreeUntil === 16 || (firstClose !== -1 && agreeUntil >= firstClose);
+      if (!ok) failures++;
+      rows.push(`${ok ? 'ok  ' : 'FAIL'} ${dev.device} q8_0/f16+FA ${variant} ${c.name}: ${agreeUntil}/16 greedy tokens as the CPU${agreeUntil < 16 ? ` (CPU margin ${margins[0][agreeUntil].toFixed(3)} there)` : ''}`);
+      process.stderr.write(rows.at(-1) + '\n');
+    }
+    dev.dispose();
+    cpu.dispose();
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+process.stdout.write(rows.join('\n') + `\n${failures === 0 ? 'all passed' : `${failures} failed`}\n`);
+process.exit(failures === 0 ? 0 : 3);

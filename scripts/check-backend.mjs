@@ -2,13 +2,18 @@
 // The forward pass on a GPU backend against the golden data, without the test runner (a lent
 // GPU machine has no node_modules; scripts/gpu-check.sh runs this there). The tiny fixtures
 // (test/fixtures/, copied from ../shared/fixtures by scripts/fixtures/copy-goldens.mjs) are
-// converted to F32 GGUFs and run with an F32 KV cache, as test/vulkan/forward.test.ts does on
-// lavapipe: logits within 6e-3 of the reference (1.2e-2 past 4000 positions, the fixtures
-// README's allowance for the many-tile post cases) and the greedy continuation token for token.
-// Then the shipped settings (F16 KV, flash attention) on Q8_0 weights, against the CPU running the
-// same file: the greedy tokens must agree where the CPU's top-2 margin exceeds 0.1.
+// converted to F32 GGUFs and run with an F32 KV cache on the device and on the CPU, from the
+// same preprocessed pixels: logits within 6e-3 of each other (1.2e-2 past 4000 positions, the
+// fixtures README's allowance for the many-tile post cases) and the same greedy continuation;
+// and, where the pixels are the reference's (PNG, text, or a build whose JPEG decoder is
+// libjpeg-turbo: stb_image decodes JPEGs a few levels apart), the same bounds against the goldens.
+// On CUDA, TF32 is turned off (NVIDIA_TF32_OVERRIDE=0) unless --tf32: ggml asks cuBLAS for TF32
+// in F32 GEMMs, whose 10-bit mantissas move these logits by 0.04-0.8 (measured on an H200), as
+// lavapipe's f16 mode does. Then the shipped settings (F16 KV, flash attention) on Q8_0 weights,
+// against the CPU running the same file: the greedy tokens must agree up to the first step where
+// the CPU's top-2 margin is under 0.6 (the bound test/forward.test.ts uses for q8_0 weights).
 //
-//   node scripts/check-backend.mjs [--backend cuda|vulkan|metal]     exit 3 on a mismatch
+//   node scripts/check-backend.mjs [--backend cuda|vulkan|metal] [--tf32]     exit 3 on a mismatch
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname, basename } from 'node:path';
@@ -21,7 +26,11 @@ import { HovleModel } from '../dist/runtime/model.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const FIXTURES = join(root, 'test', 'fixtures');
-const { values: args } = parseArgs({ options: { backend: { type: 'string', default: 'cuda' } }, strict: true });
+const { values: args } = parseArgs({ options: { backend: { type: 'string', default: 'cuda' }, tf32: { type: 'boolean', default: false } }, strict: true });
+// Read by cuBLAS when its first handle is made, after this line.
+if (args.backend === 'cuda' && !args.tf32) process.env.NVIDIA_TF32_OVERRIDE ??= '0';
+const { loadAddon } = await import('../dist/native/load.js');
+const referencePixels = loadAddon().addon.imageInfo().jpegDecoder === 'libjpeg-turbo';
 const dir = mkdtempSync(join(tmpdir(), 'hovle-check-backend-'));
 
 function golden(variant, c, key, Type) {
@@ -54,13 +63,12 @@ try {
     const f32 = join(dir, `${variant}-f32.gguf`);
     await convertCheckpoint(join(FIXTURES, variant, 'hf'), f32, { type: 'f32' });
     const model = await HovleModel.load(f32, { backend: args.backend });
-    for (const c of cases) {
-      const { ids, images } = await inputs(model, variant, c);
-      const ctx = await model.createContext({ contextSize: ids.length + 24, embeddingContextSize: (c.hdSeqLen ?? ids.length) + 24, kvType: 'f32', flashAttention: false });
+    const cpuModel = await HovleModel.load(f32, { backend: 'cpu' });
+    const run = async (m, c) => {
+      const { ids, images } = await inputs(m, variant, c);
+      const ctx = await m.createContext({ contextSize: ids.length + 24, embeddingContextSize: (c.hdSeqLen ?? ids.length) + 24, kvType: 'f32', flashAttention: false });
       const r = await ctx.evaluate(ids, images, { logits: c.files.logits.rows });
-      const d = maxDiff(r.logits, golden(variant, c, 'logits', Float32Array));
-      const tol = (c.hdSeqLen ?? 0) > 4000 ? 1.2e-2 : 6e-3;
-      let logits = r.logits.subarray(r.logits.length - model.hparams.vocabSize);
+      let logits = r.logits.subarray(r.logits.length - m.hparams.vocabSize);
       const out = [];
       for (let i = 0; i < c.greedy.ids.length; i++) {
         const best = argmax(logits);
@@ -69,13 +77,26 @@ try {
         logits = (await ctx.evaluate([best], [], { logits: 'last' })).logits;
       }
       ctx.dispose();
-      const same = out.length === c.greedy.ids.length && out.every((t, i) => t === c.greedy.ids[i]);
-      const ok = d <= tol && same;
+      return { logits: r.logits, greedy: out };
+    };
+    const same = (a, b) => a.length === b.length && a.every((t, i) => t === b[i]);
+    for (const c of cases) {
+      const tol = (c.hdSeqLen ?? 0) > 4000 ? 1.2e-2 : 6e-3;
+      const dev = await run(model, c);
+      const cpu = await run(cpuModel, c);
+      const dCpu = maxDiff(dev.logits, cpu.logits);
+      const withGolden = referencePixels || !/\.jpe?g$/i.test(c.image ?? '');
+      const dGolden = maxDiff(dev.logits, golden(variant, c, 'logits', Float32Array));
+      const ok = dCpu <= tol && same(dev.greedy, cpu.greedy) && (!withGolden || (dGolden <= tol && same(dev.greedy, c.greedy.ids)));
       if (!ok) failures++;
-      rows.push(`${ok ? 'ok  ' : 'FAIL'} ${model.device} f32/f32 ${variant} ${c.name}: max |dlogits| ${d.toExponential(2)} (tol ${tol}), greedy ${same ? 'same' : `differs: ${out.join(',')} vs ${c.greedy.ids.join(',')}`}`);
+      rows.push(`${ok ? 'ok  ' : 'FAIL'} ${model.device} f32/f32 ${variant} ${c.name}: max |dlogits| vs CPU ${dCpu.toExponential(2)}, ` +
+        `vs golden ${dGolden.toExponential(2)}${withGolden ? '' : ' (not checked: JPEG decoded by stb_image)'} (tol ${tol}); greedy ` +
+        `${same(dev.greedy, cpu.greedy) ? 'as the CPU' : `differs from the CPU: ${dev.greedy.join(',')} vs ${cpu.greedy.join(',')}`}` +
+        `${withGolden ? (same(dev.greedy, c.greedy.ids) ? ' and the golden' : `, differs from the golden ${c.greedy.ids.join(',')}`) : ''}`);
       process.stderr.write(rows.at(-1) + '\n');
     }
     model.dispose();
+    cpuModel.dispose();
 
     // Shipped settings: Q8_0 weights, F16 KV, flash attention; the CPU on the same file is the reference.
     const q8 = join(dir, `${variant}-q8_0.gguf`);
@@ -105,7 +126,7 @@ try {
       // Up to the first step where the CPU's choice is close, the device must pick the same tokens.
       let agreeUntil = 0;
       while (agreeUntil < 16 && greedy[0][agreeUntil] === greedy[1][agreeUntil]) agreeUntil++;
-      const firstClose = margins[0].findIndex((x) => x <= 0.1);
+      const firstClose = margins[0].findIndex((x) => x <= 0.6);
       const ok = agreeUntil === 16 || (firstClose !== -1 && agreeUntil >= firstClose);
       if (!ok) failures++;
       rows.push(`${ok ? 'ok  ' : 'FAIL'} ${dev.device} q8_0/f16+FA ${variant} ${c.name}: ${agreeUntil}/16 greedy tokens as the CPU${agreeUntil < 16 ? ` (CPU margin ${margins[0][agreeUntil].toFixed(3)} there)` : ''}`);

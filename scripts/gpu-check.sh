@@ -9,19 +9,26 @@
 #   3. scripts/check-backend.mjs --backend cuda: the tiny fixtures' golden logits and greedy tokens
 #   4. bench/run.mjs --backend cuda: the full-size synthetic model vs llama-bench (CUDA, -ngl 99)
 # Models are generated at the start, in the background, while 1-3 run.
+# --mode decode instead: where a decode step's time goes on the GPU, ours (bench/decode-probe.mjs)
+# and llama-bench's, with and without CUDA graphs and with one CPU thread, plus ggml's scheduler
+# and CUDA-graph debug log of a few steps; and the golden check with TF32 off (NVIDIA_TF32_OVERRIDE=0).
+# --mode run --run 'CMD': the same setup (unpacked binaries, libraries, node on PATH, our model
+# of the first --types as $MODEL, no peer), then CMD: for one-off measurements.
 #
 #   bash scripts/gpu-check.sh [--types q4_0,q8_0] [--rounds 1] [--reps 3] [--deadline 520]
 # --deadline: seconds from the start by which the bench is stopped (the device tool's call limit
 # is 600); BENCHMARKS-cuda.md is written after each type, so a stopped run keeps what it measured.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-types=q4_0,q8_0 rounds=1 reps=3 deadline=520
+types=q4_0,q8_0 rounds=1 reps=3 deadline=520 mode=check run_cmd=
 while [ $# -gt 0 ]; do
   case "$1" in
     --types) types="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
     --reps) reps="$2"; shift 2 ;;
     --deadline) deadline="$2"; shift 2 ;;
+    --mode) mode="$2"; shift 2 ;;
+    --run) run_cmd="$2"; shift 2 ;;
     *) echo "gpu-check.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -66,11 +73,42 @@ say "libraries from ${libdirs:-nowhere}"
 models=/tmp/hovle-models
 mkdir -p "$models"
 IFS=, read -r -a tlist <<<"$types"
+if [ "$mode" = run ]; then
+  export MODEL="$models/hovle-2b-${tlist[0]}.gguf" OUT="$out"
+  node scripts/make-synthetic-model.mjs gguf -o "$MODEL" --type "${tlist[0]}" > "$out/make-${tlist[0]}.log" 2>&1
+  say "running: $run_cmd"
+  bash -c "$run_cmd"
+  say "done"
+  exit 0
+fi
 for t in "${tlist[@]}"; do
   node scripts/make-synthetic-model.mjs gguf -o "$models/hovle-2b-$t.gguf" --type "$t" > "$out/make-$t.log" 2>&1 &
 done
 node scripts/make-internlm2-peer.mjs "$models" --types "$types" --quantize "$bin/llama-quantize" > "$out/make-peer.log" 2>&1 &
 gen_pids=$(jobs -p)
+
+if [ "$mode" = decode ]; then
+  t="${tlist[0]}"
+  say "golden check with TF32 off"
+  NVIDIA_TF32_OVERRIDE=0 timeout 150 node scripts/check-backend.mjs --backend cuda > "$out/check-backend-notf32.txt" 2>/dev/null
+  tail -1 "$out/check-backend-notf32.txt"
+  for p in $gen_pids; do wait "$p"; done
+  m="$models/hovle-2b-$t.gguf" peer_m="$models/internlm2-hovle-peer-$t.gguf"
+  probe() { timeout 60 node bench/decode-probe.mjs "$m" --backend cuda --steps 64 "$@" | tee -a "$out/decode-probe.txt"; }
+  probe
+  GGML_CUDA_DISABLE_GRAPHS=1 probe
+  probe --threads 1
+  probe --depth 1024
+  HOVLE_LOG=debug GGML_SCHED_DEBUG=2 timeout 60 node bench/decode-probe.mjs "$m" --backend cuda --steps 3 > "$out/decode-debug.log" 2>&1
+  grep -c "" "$out/decode-debug.log"; grep -i "cuda graph\|warmup" "$out/decode-debug.log" | sort | uniq -c | head
+  lb() { timeout 60 "$bin/llama-bench" -m "$peer_m" -p 0 -n 64 -ngl 99 -fa 1 -o csv "$@" 2>/dev/null | tail -1 | tee -a "$out/llama-bench.txt"; }
+  lb
+  GGML_CUDA_DISABLE_GRAPHS=1 lb
+  lb -t 1
+  lb -d 1024
+  say "done"
+  exit 0
+fi
 
 say "1. load check"
 LD_BIND_NOW=1 node -e "const a=require(process.env.HOVLE_ADDON_PATH); console.log(Object.keys(a).length + ' exports')" || say "FAILED: the addon does not load"

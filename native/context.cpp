@@ -33,7 +33,9 @@ constexpr int kInPlaceSwigluTokens = 64;
 // cache rows keep the masked products finite. llama.cpp pads its cache the same way.
 constexpr int kKvPad = 256;
 // A call of this many tokens is a prefill that may touch the whole compute buffer: freed heap
-// memory is handed back first (ReleaseFreeHeap). Decode steps skip it.
+// memory is handed back first (ReleaseFreeHeap). Decode steps skip it, and so do contexts whose
+// layers all run on a GPU: their compute buffers are device memory, and the trim itself (a walk
+// of every malloc arena) costs milliseconds, a tenth of a 300-token prefill there.
 constexpr int kReleaseHeapTokens = 64;
 
 ggml_type KvGgmlType(KvType t) {
@@ -85,6 +87,8 @@ void Context::Init() {
     backend_ = ggml_backend_dev_init(model_->device, nullptr);
     if (backend_ == nullptr) throw Error("BACKEND_INIT_FAILED", std::string("cannot initialise ") + ggml_backend_dev_name(model_->device));
   }
+
+  host_compute_ = on_cpu || std::find(model_->layer_on_device.begin(), model_->layer_on_device.end(), false) != model_->layer_on_device.end();
 
   // One cache context per device: each layer's K/V live where its weights are.
   const int n_layers = hp.emb.n_layer + hp.llm.n_layer;
@@ -279,8 +283,10 @@ ggml_tensor* Context::BuildSegment(ggml_context* ctx, ggml_tensor* cur, bool llm
     // The fused swiglu writes a third [n_ff, n_tokens] tensor while gate and up are live: at a
     // 512-token micro-batch that is 16 MB, a quarter of the compute buffer and of peak RSS above
     // the weights and cache. silu and mul run in place on gate's memory instead (the allocator
-    // reuses a sole parent's buffer for both ops); small batches keep the single fused node.
-    ggml_tensor* ffn = n_tokens >= kInPlaceSwigluTokens ? ggml_mul(ctx, ggml_silu(ctx, gate), up) : ggml_swiglu_split(ctx, gate, up);
+    // reuses a sole parent's buffer for both ops); small batches keep the single fused node, and
+    // so do layers on a GPU, where memory is not the limit and one pass beats two.
+    const bool in_place = n_tokens >= kInPlaceSwigluTokens && !model_->layer_on_device[model_->first_block(llm) + il];
+    ggml_tensor* ffn = in_place ? ggml_mul(ctx, ggml_silu(ctx, gate), up) : ggml_swiglu_split(ctx, gate, up);
     cur = ggml_add(ctx, cur, ggml_mul_mat(ctx, w.ffn_down, ffn));
   }
   return cur;
@@ -592,7 +598,7 @@ int CountIn(const int32_t* ids, int n, int32_t id) { return static_cast<int>(std
 }  // namespace
 
 std::vector<float> Context::Embed(const int32_t* ids, int n, const float* image_rows, int n_image_rows) {
-  if (n >= kReleaseHeapTokens) ReleaseFreeHeap();
+  if (host_compute_ && n >= kReleaseHeapTokens) ReleaseFreeHeap();
   const int H = model_->hp.emb.n_embd;
   CheckRoom(false, n);
   CheckIds(ids, n, n_image_rows);
@@ -614,7 +620,7 @@ std::vector<float> Context::Embed(const int32_t* ids, int n, const float* image_
 }
 
 std::vector<float> Context::Llm(const float* rows, int n, const std::vector<int32_t>& out_rows) {
-  if (n >= kReleaseHeapTokens) ReleaseFreeHeap();
+  if (host_compute_ && n >= kReleaseHeapTokens) ReleaseFreeHeap();
   const int H = model_->hp.llm.n_embd;
   const int V = model_->hp.n_vocab;
   CheckRoom(true, n);
@@ -670,8 +676,8 @@ ggml_cgraph* Context::KeptForwardGraph(int nb, int n_out) {
 }
 
 std::vector<float> Context::Forward(const int32_t* ids, int n, const float* image_rows, int n_image_rows,
-                                    const std::vector<int32_t>& out_rows) {
-  if (n >= kReleaseHeapTokens) ReleaseFreeHeap();
+                                    const std::vector<int32_t>& out_rows, float* logits_out) {
+  if (host_compute_ && n >= kReleaseHeapTokens) ReleaseFreeHeap();
   const HParams& hp = model_->hp;
   const int H = hp.emb.n_embd;
   const int V = hp.n_vocab;
@@ -683,7 +689,8 @@ std::vector<float> Context::Forward(const int32_t* ids, int n, const float* imag
   CheckRoom(true, n);
   CheckIds(ids, n, n_image_rows);
   const std::vector<int32_t> wanted = WantedRows(out_rows, n);
-  std::vector<float> logits(wanted.size() * static_cast<size_t>(V));
+  std::vector<float> logits(logits_out ? 0 : wanted.size() * static_cast<size_t>(V));
+  float* const dst = logits_out ? logits_out : logits.data();
   size_t w = 0;
   int img_used = 0;
   for (int b0 = 0; b0 < n; b0 += opts_.n_batch) {
@@ -709,7 +716,7 @@ std::vector<float> Context::Forward(const int32_t* ids, int n, const float* imag
     SetEmbedInputs(e, ids + b0, nb, image_rows + static_cast<size_t>(img_used) * H, n_past_emb_);
     SetLlmInputs(l, nullptr, nb, n_past_llm_, sel);
     Compute(gf);
-    if (l.out) ggml_backend_tensor_get(l.out, logits.data() + w * V, 0, ggml_nbytes(l.out));
+    if (l.out) ggml_backend_tensor_get(l.out, dst + w * V, 0, ggml_nbytes(l.out));
     w += sel.size();
     img_used += nb_img;
     n_past_emb_ += nb;

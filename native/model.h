@@ -165,8 +165,10 @@ class Context {
   // Embed and Llm fused: each micro-batch runs the 8 embedding layers and the 24 LLM layers as one
   // graph, so the hidden rows never leave the compute buffer and a decode step is one graph.
   // Rows map one-to-one, so not for images in "post" mode (their rows change count in between).
+  // With `logits_out` (room for the requested rows), the logits are written there and the
+  // returned vector is empty.
   std::vector<float> Forward(const int32_t* ids, int n, const float* image_rows, int n_image_rows,
-                             const std::vector<int32_t>& out_rows);
+                             const std::vector<int32_t>& out_rows, float* logits_out = nullptr);
 
   int hidden() const { return model_->hp.emb.n_embd; }
   TaskThread& task_thread() const { return *model_->thread; }
@@ -281,6 +283,7 @@ class Context {
     uint64_t epoch = 0;
   } kept_;
   uint64_t alloc_epoch_ = 0;  // scheduler allocations so far
+  bool host_compute_ = true;  // some layers compute on the CPU (their buffers are host memory)
   std::vector<ggml_fp16_t> mask_;         // host staging for the attention masks
 };
 

@@ -70,16 +70,25 @@ try {
       const r = await ctx.evaluate(ids, images, { logits: c.files.logits.rows });
       let logits = r.logits.subarray(r.logits.length - m.hparams.vocabSize);
       const out = [];
+      const margins = [];
       for (let i = 0; i < c.greedy.ids.length; i++) {
         const best = argmax(logits);
         out.push(best);
+        margins.push(logits[best] - Math.max(...logits.filter((_, v) => v !== best)));
         if (best === c.greedy.eos_id) break;
         logits = (await ctx.evaluate([best], [], { logits: 'last' })).logits;
       }
       ctx.dispose();
-      return { logits: r.logits, greedy: out };
+      return { logits: r.logits, greedy: out, margins };
     };
     const same = (a, b) => a.length === b.length && a.every((t, i) => t === b[i]);
+    // Against the CPU, logits a tolerance apart may pick either of two near-tied tokens: the
+    // continuations must agree up to the first step where the CPU's top-2 margin is under 0.05.
+    const sameAsCpu = (dev, cpu) => {
+      const close = cpu.margins.findIndex((x) => x < 0.05);
+      const n = close === -1 ? cpu.greedy.length : close + 1;
+      return dev.greedy.length >= n && cpu.greedy.slice(0, n).every((t, i) => t === dev.greedy[i]);
+    };
     for (const c of cases) {
       const tol = (c.hdSeqLen ?? 0) > 4000 ? 1.2e-2 : 6e-3;
       const dev = await run(model, c);
@@ -87,11 +96,11 @@ try {
       const dCpu = maxDiff(dev.logits, cpu.logits);
       const withGolden = referencePixels || !/\.jpe?g$/i.test(c.image ?? '');
       const dGolden = maxDiff(dev.logits, golden(variant, c, 'logits', Float32Array));
-      const ok = dCpu <= tol && same(dev.greedy, cpu.greedy) && (!withGolden || (dGolden <= tol && same(dev.greedy, c.greedy.ids)));
+      const ok = dCpu <= tol && sameAsCpu(dev, cpu) && (!withGolden || (dGolden <= tol && same(dev.greedy, c.greedy.ids)));
       if (!ok) failures++;
       rows.push(`${ok ? 'ok  ' : 'FAIL'} ${model.device} f32/f32 ${variant} ${c.name}: max |dlogits| vs CPU ${dCpu.toExponential(2)}, ` +
         `vs golden ${dGolden.toExponential(2)}${withGolden ? '' : ' (not checked: JPEG decoded by stb_image)'} (tol ${tol}); greedy ` +
-        `${same(dev.greedy, cpu.greedy) ? 'as the CPU' : `differs from the CPU: ${dev.greedy.join(',')} vs ${cpu.greedy.join(',')}`}` +
+        `${same(dev.greedy, cpu.greedy) ? 'as the CPU' : `${sameAsCpu(dev, cpu) ? 'as the CPU up to a near tie' : 'differs from the CPU'}: ${dev.greedy.join(',')} vs ${cpu.greedy.join(',')} (CPU margins ${cpu.margins.map((x) => x.toFixed(3)).join(',')})`}` +
         `${withGolden ? (same(dev.greedy, c.greedy.ids) ? ' and the golden' : `, differs from the golden ${c.greedy.ids.join(',')}`) : ''}`);
       process.stderr.write(rows.at(-1) + '\n');
     }

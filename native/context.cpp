@@ -660,8 +660,8 @@ ggml_cgraph* Context::KeptForwardGraph(int nb, int n_out) {
   }
   if (k.ctx) ggml_free(k.ctx);
   k.ctx = nullptr;
-  k.mem.resize(graph_mem_.size());
-  ggml_init_params p{k.mem.size(), k.mem.data(), true};
+  if (!k.mem) k.mem.reset(new uint8_t[graph_mem_.size()]);
+  ggml_init_params p{graph_mem_.size(), k.mem.get(), true};
   k.ctx = ggml_init(p);
   if (k.ctx == nullptr) throw Error("INTERNAL", "cannot create the graph context");
   k.gf = ggml_new_graph_custom(k.ctx, kGraphSize, false);

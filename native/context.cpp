@@ -214,7 +214,9 @@ float Context::RopeBase(const SegmentHParams& s, int n_total) const {
 
 int Context::KvSpan(bool llm, int n_end) const {
   const int rows = static_cast<int>((llm ? kv_llm_ : kv_emb_).k.front()->ne[1]);
-  return std::min(rows, GGML_PAD(n_end, kKvPad));
+  // Without flash attention the graph holds the position anyway (the V write) and the masked
+  // columns would be multiplied and softmaxed, not skipped: no padding there.
+  return opts_.flash_attn ? std::min(rows, GGML_PAD(n_end, kKvPad)) : n_end;
 }
 
 ggml_tensor* Context::BuildAttention(ggml_context* ctx, ggml_tensor* x, const LayerWeights& w, const SegmentHParams& s,

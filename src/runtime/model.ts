@@ -269,6 +269,8 @@ export interface EvaluateOptions {
    * Write the logits into this array (at least positions x vocabSize long) and return a view of
    * it, instead of a new array per call: a decode loop reusing one buffer leaves the GC no
    * 370 KB array per token, which V8 otherwise lets pile up to tens of MB before collecting.
+   * The native side writes into it in place while the call runs (do not touch it until the call
+   * settles); a call that fails part-way may have written some rows.
    */
   logitsInto?: Float32Array;
 }

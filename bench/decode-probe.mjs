@@ -9,6 +9,7 @@
 import { parseArgs } from 'node:util';
 
 import { HovleModel } from '../dist/runtime/model.js';
+import { argmax } from '../dist/session/sampler.js';
 
 const { values: a, positionals } = parseArgs({
   allowPositionals: true,
@@ -40,12 +41,6 @@ if (a['like-bench']) {
 if (depth > 0) await ctx.evaluate(ids(depth), [], { logits: 'last' });
 else if (!a['like-bench']) await ctx.evaluate(ids(1), [], { logits: 'last' });
 const into = new Float32Array(m.hparams.vocabSize);
-// A function, so V8 optimizes it (a loop inline in this module's top-level await code is not).
-function argmax(a) {
-  let best = 0;
-  for (let v = 1; v < a.length; v++) if (a[v] > a[best]) best = v;
-  return best;
-}
 const med = (x) => [...x].sort((p, q) => p - q)[x.length >> 1];
 const out = [];
 for (let rep = 0; rep < Number(a.reps); rep++) {

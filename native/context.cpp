@@ -669,7 +669,7 @@ ggml_cgraph* Context::KeptForwardGraph(int nb, int n_out) {
   k.gf = ggml_new_graph_custom(k.ctx, kGraphSize, false);
   k.e = BuildEmbedGraph(k.ctx, k.gf, nb, 0, n_past_emb_, false);
   k.l = BuildLlmGraph(k.ctx, k.gf, nb, n_past_llm_, n_out, k.e.out);
-  k.epoch = 0;  // not valid until allocated, in case the allocation throws
+  // AllocGraph advances the epoch before it can throw, so a failed allocation leaves no match.
   AllocGraph(k.gf, "forward graph");
   k.epoch = alloc_epoch_;
   k.at = at, k.at_emb = n_past_emb_;

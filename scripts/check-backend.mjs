@@ -23,6 +23,7 @@ import { gunzipSync } from 'node:zlib';
 
 import { convertCheckpoint } from '../dist/convert/convert.js';
 import { HovleModel } from '../dist/runtime/model.js';
+import { argmax } from '../dist/session/sampler.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const FIXTURES = join(root, 'test', 'fixtures');
@@ -38,11 +39,6 @@ function golden(variant, c, key, Type) {
   const raw = file.endsWith('.gz') ? gunzipSync(readFileSync(file)) : readFileSync(file);
   return new Type(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length));
 }
-const argmax = (a) => {
-  let best = 0;
-  for (let v = 1; v < a.length; v++) if (a[v] > a[best]) best = v;
-  return best;
-};
 const maxDiff = (a, b) => {
   let d = 0;
   for (let i = 0; i < a.length; i++) d = Math.max(d, Number.isNaN(a[i] - b[i]) ? Infinity : Math.abs(a[i] - b[i]));

@@ -6,6 +6,7 @@
 import { readGguf } from '../gguf/reader.js';
 import { tokensPerTile } from '../model/hparams.js';
 import { HovleModel, type ContextOptions, type LoadModelOptions, type ModelContext, type PixelTiles } from '../runtime/model.js';
+import { argmax } from '../session/sampler.js';
 import { Session } from '../session/session.js';
 
 export interface Spread {
@@ -107,15 +108,6 @@ function syntheticFrame(side: number) {
     }
   }
   return { raw: { data, width: side, height: side, format: 'rgb' as const } };
-}
-
-// A function of its own, not a loop inline in benchModel: V8 optimizes a hot function, but a loop
-// inside a long-running async function stays in baseline code, ~1 ms over 92553 logits, which at
-// ~2 ms a step on a GPU was a third of the measured decode time.
-function argmax(a: Float32Array): number {
-  let best = 0;
-  for (let v = 1; v < a.length; v++) if (a[v]! > a[best]!) best = v;
-  return best;
 }
 
 export async function benchModel(path: string, options: BenchOptions = {}): Promise<BenchResult> {
@@ -237,7 +229,8 @@ export async function benchModel(path: string, options: BenchOptions = {}): Prom
       t = performance.now();
       for (let k = 0; k < nDecode; k++) {
         const r = await ctx.evaluate([tok], [], { logits: 'last', logitsInto });
-        // The argmax keeps the work per step the same as greedy decoding without a sampler's cost.
+        // The argmax keeps the work per step the same as greedy decoding without a sampler's cost
+        // (the sampler's own greedy pick, not a loop inline here: see argmax).
         tok = argmax(r.logits);
       }
       runs.push(nDecode / ((performance.now() - t) / 1000));

@@ -3,6 +3,17 @@
 // greedy.
 import { HovleError } from '../errors.js';
 
+/**
+ * Index of the largest value (the first of equals): greedy decoding's pick. A function of its own
+ * so V8 optimizes it wherever it runs; a loop inline in a long-running async function stays in
+ * baseline code (~1 ms over 92553 logits, a third of a decode step on a GPU).
+ */
+export function argmax(a: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < a.length; i++) if (a[i]! > a[best]!) best = i;
+  return best;
+}
+
 export interface SamplingOptions {
   /** 0 (default) = greedy. */
   temperature?: number;
@@ -69,11 +80,7 @@ export class Sampler {
       }
     }
     const temperature = o.temperature ?? 0;
-    if (temperature === 0) {
-      let best = 0;
-      for (let i = 1; i < l.length; i++) if (l[i]! > l[best]!) best = i;
-      return best;
-    }
+    if (temperature === 0) return argmax(l);
     let idx = Array.from(l.keys()).filter((i) => l[i] !== -Infinity);
     idx.sort((a, b) => l[b]! - l[a]!);
     if (o.topK) idx = idx.slice(0, o.topK);

@@ -406,7 +406,8 @@ Context::EmbedGraph Context::BuildEmbedGraph(ggml_context* ctx, ggml_cgraph* gf,
   return g;
 }
 
-Context::LlmGraph Context::BuildLlmGraph(ggml_context* ctx, ggml_cgraph* gf, int nb, int n_past, int n_out, ggml_tensor* input) {
+Context::LlmGraph Context::BuildLlmGraph(ggml_context* ctx, ggml_cgraph* gf, int nb, int n_past, int n_out, ggml_tensor* input,
+                                        bool pick) {
   const HParams& hp = model_->hp;
   pending_graph_ = gf;
   LlmGraph g{};
@@ -423,8 +424,15 @@ Context::LlmGraph Context::BuildLlmGraph(ggml_context* ctx, ggml_cgraph* gf, int
     cur = ggml_get_rows(ctx, cur, g.sel);
     cur = ggml_mul(ctx, ggml_rms_norm(ctx, cur, hp.llm.eps), model_->out_norm);
     g.out = ggml_mul_mat(ctx, model_->output, cur);
-    ggml_set_output(g.out);
-    ggml_build_forward_expand(gf, g.out);
+    // Only what is read back is an output: with the picks, the logits are scratch.
+    if (pick) {
+      g.pick = ggml_argmax(ctx, g.out);
+      ggml_set_output(g.pick);
+      ggml_build_forward_expand(gf, g.pick);
+    } else {
+      ggml_set_output(g.out);
+      ggml_build_forward_expand(gf, g.out);
+    }
   } else {
     // No logits wanted from this batch, but its layers must still fill the KV cache.
     ggml_build_forward_expand(gf, cur);
@@ -644,7 +652,7 @@ std::vector<float> Context::Llm(const float* rows, int n, const std::vector<int3
   return logits;
 }
 
-ggml_cgraph* Context::KeptForwardGraph(int nb, int n_out) {
+ggml_cgraph* Context::KeptForwardGraph(int nb, int n_out, bool pick) {
   const HParams& hp = model_->hp;
   const int n_kv_emb = KvSpan(false, n_past_emb_ + nb);
   const int n_kv_llm = KvSpan(true, n_past_llm_ + nb);
@@ -655,7 +663,7 @@ ggml_cgraph* Context::KeptForwardGraph(int nb, int n_out) {
   // graph holds the position itself.
   const int at = opts_.flash_attn ? -1 : n_past_llm_;
   KeptForward& k = kept_;
-  if (k.ctx && k.epoch == alloc_epoch_ && k.nb == nb && k.n_out == n_out && k.n_kv_emb == n_kv_emb &&
+  if (k.ctx && k.epoch == alloc_epoch_ && k.nb == nb && k.n_out == n_out && k.pick == pick && k.n_kv_emb == n_kv_emb &&
       k.n_kv_llm == n_kv_llm && k.base_emb == base_emb && k.base_llm == base_llm && k.at == at &&
       (at < 0 || k.at_emb == n_past_emb_)) {
     return k.gf;
@@ -668,17 +676,17 @@ ggml_cgraph* Context::KeptForwardGraph(int nb, int n_out) {
   if (k.ctx == nullptr) throw Error("INTERNAL", "cannot create the graph context");
   k.gf = ggml_new_graph_custom(k.ctx, kGraphSize, false);
   k.e = BuildEmbedGraph(k.ctx, k.gf, nb, 0, n_past_emb_, false);
-  k.l = BuildLlmGraph(k.ctx, k.gf, nb, n_past_llm_, n_out, k.e.out);
+  k.l = BuildLlmGraph(k.ctx, k.gf, nb, n_past_llm_, n_out, k.e.out, pick);
   // AllocGraph advances the epoch before it can throw, so a failed allocation leaves no match.
   AllocGraph(k.gf, "forward graph");
   k.epoch = alloc_epoch_;
   k.at = at, k.at_emb = n_past_emb_;
-  k.nb = nb, k.n_out = n_out, k.n_kv_emb = n_kv_emb, k.n_kv_llm = n_kv_llm, k.base_emb = base_emb, k.base_llm = base_llm;
+  k.nb = nb, k.n_out = n_out, k.pick = pick, k.n_kv_emb = n_kv_emb, k.n_kv_llm = n_kv_llm, k.base_emb = base_emb, k.base_llm = base_llm;
   return k.gf;
 }
 
 std::vector<float> Context::Forward(const int32_t* ids, int n, const float* image_rows, int n_image_rows,
-                                    const std::vector<int32_t>& out_rows, float* logits_out) {
+                                    const std::vector<int32_t>& out_rows, float* logits_out, int32_t* picks_out) {
   if (host_compute_ && n >= kReleaseHeapTokens) ReleaseFreeHeap();
   const HParams& hp = model_->hp;
   const int H = hp.emb.n_embd;
@@ -691,7 +699,8 @@ std::vector<float> Context::Forward(const int32_t* ids, int n, const float* imag
   CheckRoom(true, n);
   CheckIds(ids, n, n_image_rows);
   const std::vector<int32_t> wanted = WantedRows(out_rows, n);
-  std::vector<float> logits(logits_out ? 0 : wanted.size() * static_cast<size_t>(V));
+  const bool pick = picks_out != nullptr;
+  std::vector<float> logits(logits_out || pick ? 0 : wanted.size() * static_cast<size_t>(V));
   float* const dst = logits_out ? logits_out : logits.data();
   size_t w = 0;
   int img_used = 0;
@@ -708,17 +717,21 @@ std::vector<float> Context::Forward(const int32_t* ids, int n, const float* imag
       g.emplace(graph_mem_);
       gf = g->gf;
       e = BuildEmbedGraph(g->ctx.get(), gf, nb, nb_img, n_past_emb_, false);
-      l = BuildLlmGraph(g->ctx.get(), gf, nb, n_past_llm_, n_out, e.out);
+      l = BuildLlmGraph(g->ctx.get(), gf, nb, n_past_llm_, n_out, e.out, pick);
       AllocGraph(gf, "forward graph");
     } else {
-      gf = KeptForwardGraph(nb, n_out);
+      gf = KeptForwardGraph(nb, n_out, pick);
       e = kept_.e;
       l = kept_.l;
     }
     SetEmbedInputs(e, ids + b0, nb, image_rows + static_cast<size_t>(img_used) * H, n_past_emb_);
     SetLlmInputs(l, nullptr, nb, n_past_llm_, sel);
     Compute(gf);
-    if (l.out) ggml_backend_tensor_get(l.out, dst + w * V, 0, ggml_nbytes(l.out));
+    if (l.pick) {
+      ggml_backend_tensor_get(l.pick, picks_out + w, 0, ggml_nbytes(l.pick));
+    } else if (l.out) {
+      ggml_backend_tensor_get(l.out, dst + w * V, 0, ggml_nbytes(l.out));
+    }
     w += sel.size();
     img_used += nb_img;
     n_past_emb_ += nb;

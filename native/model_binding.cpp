@@ -135,11 +135,23 @@ class Pins {
     float* data = nullptr;
     size_t size = 0;
   };
+  struct Ints {
+    int32_t* data = nullptr;
+    size_t size = 0;
+  };
   Floats Add(const Napi::Value& v, const char* what) {
     if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
       throw MakeError(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be a Float32Array");
     }
     Napi::Float32Array a = v.As<Napi::Float32Array>();
+    refs_.push_back(Napi::Persistent(a.As<Napi::Object>()));
+    return {a.Data(), a.ElementLength()};
+  }
+  Ints AddInts(const Napi::Value& v, const char* what) {
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+      throw MakeError(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be an Int32Array");
+    }
+    Napi::Int32Array a = v.As<Napi::Int32Array>();
     refs_.push_back(Napi::Persistent(a.As<Napi::Object>()));
     return {a.Data(), a.ElementLength()};
   }
@@ -449,9 +461,13 @@ Napi::Value ContextWrap::Forward(const Napi::CallbackInfo& info) {
   if (dst.data != nullptr && dst.size < rows * static_cast<size_t>(c->model()->hp.n_vocab)) {
     throw MakeError(env, "INVALID_ARGUMENT", "the logits buffer is smaller than the logits");
   }
-  return Queue(env, c, [ids, img, out, dst](Context& ctx) {
+  // `picks`: an Int32Array that gets each row's argmax instead of the logits (greedy decoding).
+  const Pins::Ints picks = Given(info, 4) ? pins.AddInts(info[4], "the picks buffer") : Pins::Ints();
+  if (picks.data != nullptr && dst.data != nullptr) throw MakeError(env, "INVALID_ARGUMENT", "picks and a logits buffer exclude each other");
+  if (picks.data != nullptr && picks.size < rows) throw MakeError(env, "INVALID_ARGUMENT", "the picks buffer is smaller than the rows");
+  return Queue(env, c, [ids, img, out, dst, picks](Context& ctx) {
     const int n_img = WholeRows(ctx, img.size, "image rows");
-    return ctx.Forward(ids->data(), static_cast<int>(ids->size()), n_img ? img.data : nullptr, n_img, *out, dst.data);
+    return ctx.Forward(ids->data(), static_cast<int>(ids->size()), n_img ? img.data : nullptr, n_img, *out, dst.data, picks.data);
   }, into, std::move(pins));
 }
 

@@ -11,7 +11,8 @@
 // in F32 GEMMs, whose 10-bit mantissas move these logits by 0.04-0.8 (measured on an H200), as
 // lavapipe's f16 mode does. Then the shipped settings (F16 KV, flash attention) on Q8_0 weights,
 // against the CPU running the same file: the greedy tokens must agree up to the first step where
-// the CPU's top-2 margin is under 0.6 (the bound test/forward.test.ts uses for q8_0 weights).
+// the CPU's top-2 margin is under 0.6 (the bound test/forward.test.ts uses for q8_0 weights),
+// and the greedy picks taken in the device's graph must be the argmax of its logits.
 //
 //   node scripts/check-backend.mjs [--backend cuda|vulkan|metal] [--tf32]     exit 3 on a mismatch
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -127,6 +128,19 @@ try {
         ctx.dispose();
         greedy.push(toks);
         margins.push(mg);
+      }
+      // Greedy picks taken in the device's graph (evaluate's greedy, as Session.ask decodes at
+      // temperature 0) along the same tokens: the argmax of the device's own logits.
+      {
+        const { ids, images } = await inputs(dev, variant, c);
+        const ctx = await dev.createContext({ contextSize: ids.length + 24, embeddingContextSize: (c.hdSeqLen ?? ids.length) + 24, kvType: 'f16', flashAttention: true });
+        const picks = [(await ctx.evaluate(ids, images, { logits: 'last', greedy: true })).argmax[0]];
+        for (const t of greedy[1].slice(0, -1)) picks.push((await ctx.evaluate([t], [], { logits: 'last', greedy: true })).argmax[0]);
+        ctx.dispose();
+        const ok = picks.every((t, i) => t === greedy[1][i]);
+        if (!ok) failures++;
+        rows.push(`${ok ? 'ok  ' : 'FAIL'} ${dev.device} q8_0/f16+FA ${variant} ${c.name}: greedy picks in the graph ${ok ? 'as' : `differ from`} the argmax of the logits${ok ? '' : `: ${picks.join(',')} vs ${greedy[1].join(',')}`}`);
+        process.stderr.write(rows.at(-1) + '\n');
       }
       // Up to the first step where the CPU's choice is close, the device must pick the same tokens.
       let agreeUntil = 0;

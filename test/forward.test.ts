@@ -209,6 +209,73 @@ describe('logitsInto: logits written into a caller\'s buffer', () => {
   });
 });
 
+describe('greedy: the argmax taken in the graph instead of returning logits', () => {
+  // evaluate({ greedy: true }) appends an argmax to the head and reads back one id per position
+  // (Session.ask's temperature-0 path); the staged path takes the same pick from its logits.
+  const picksOf = (logits: Float32Array, V: number) => Array.from({ length: logits.length / V }, (_, i) => argmax(logits, i * V, V));
+
+  for (const variant of ['hovle-tiny', 'hovle-tiny-post'] as const) {
+    it(`${variant}: image prompt over several micro-batches, then decode steps alternating with logits calls`, async () => {
+      const m = await model(variant);
+      const V = m.hparams.vocabSize;
+      const c = goldenCases(variant).find((x) => x.name === 'fjord_max1_en')!;
+      const ids = Array.from(goldenI32(variant, c, 'input_ids'));
+      const imgs = await images(variant, c);
+      const opts = { contextSize: ids.length + 16, embeddingContextSize: (c.hdSeqLen ?? ids.length) + 16, kvType: 'f16' as const, flashAttention: true, batchSize: 37 };
+      const plain = await m.createContext(opts);
+      const picked = await m.createContext(opts);
+      const rows = [0, 36, 37, 200, ids.length - 1];
+      const a = await plain.evaluate(ids, imgs, { logits: rows });
+      const b = await picked.evaluate(ids, imgs, { logits: rows, greedy: true });
+      expect(b.logits.length).toBe(0);
+      expect(b.argmax).toBeInstanceOf(Int32Array);
+      expect(Array.from(b.argmax!)).toEqual(picksOf(a.logits, V));
+      let tok = b.argmax!.at(-1)!;
+      for (let step = 0; step < 8; step++) {
+        const r = await plain.evaluate([tok], [], { logits: 'last' });
+        // Every other step asks the picked context for logits: the kept graph must switch heads.
+        const withLogits = step % 3 === 2;
+        const q = await picked.evaluate([tok], [], withLogits ? { logits: 'last' } : { logits: 'last', greedy: true });
+        const want = argmax(r.logits);
+        expect(withLogits ? argmax(q.logits) : q.argmax![0], `step ${step}`).toBe(want);
+        if (withLogits) expect(maxAbs(q.logits.map((x, i) => x - r.logits[i]!))).toBeLessThanOrEqual(1e-6);
+        tok = want;
+      }
+      // The staged path (the embedding output asked for) picks on the host, the same way.
+      const h = await picked.evaluate([tok], [], { logits: 'last', greedy: true, hidden: true });
+      const p = await plain.evaluate([tok], [], { logits: 'last' });
+      expect(h.hidden).toBeDefined();
+      expect(Array.from(h.argmax!)).toEqual([argmax(p.logits)]);
+      plain.dispose();
+      picked.dispose();
+    });
+  }
+
+  it('q8_0 weights: the picks equal the argmax of the same logits', async () => {
+    const m = await model('hovle-tiny', 'q8_0');
+    const c = goldenCases('hovle-tiny').find((x) => x.name === 'text_only_en')!;
+    const ids = Array.from(goldenI32('hovle-tiny', c, 'input_ids'));
+    const ctx = await m.createContext({ contextSize: ids.length + 8 });
+    const ref = await m.createContext({ contextSize: ids.length + 8 });
+    const a = await ref.evaluate(ids, [], { logits: 'all' });
+    const b = await ctx.evaluate(ids, [], { logits: 'all', greedy: true });
+    expect(Array.from(b.argmax!)).toEqual(picksOf(a.logits, m.hparams.vocabSize));
+    ctx.dispose();
+    ref.dispose();
+  });
+
+  it('refuses greedy with logitsInto, or not a boolean, before any work', async () => {
+    const m = await model('hovle-tiny');
+    const ctx = await m.createContext({ contextSize: 64 });
+    const into = new Float32Array(m.hparams.vocabSize);
+    await expect(ctx.evaluate([1, 2, 3], [], { logits: 'last', greedy: true, logitsInto: into })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(ctx.evaluate([1, 2, 3], [], { logits: 'last', greedy: 1 as unknown as boolean })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(ctx.cached).toEqual({ embedding: 0, llm: 0 });
+    expect((await ctx.evaluate([1, 2, 3], [], { logits: 'last', greedy: true })).argmax!.length).toBe(1);
+    ctx.dispose();
+  });
+});
+
 describe('several images: pixels read in place, one pointer per tile', () => {
   // The native side reads each image's pixel array where it lies (no concatenation, no copy) and
   // writes the rows into an array allocated by the JS layer.

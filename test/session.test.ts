@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertCheckpoint } from '../src/convert/convert.js';
 import { HovleModel } from '../src/runtime/model.js';
 import { parseGrounding } from '../src/session/grounding.js';
+import { Sampler } from '../src/session/sampler.js';
 import { Session } from '../src/session/session.js';
 import { goldenCases, type Variant } from './helpers/golden.js';
 import { FIXTURES, tempDir, TINY, TINY_POST } from './helpers/tmp.js';
@@ -46,6 +47,29 @@ describe('ask() reproduces the reference greedy continuations', () => {
       });
     }
   }
+});
+
+describe('greedy picks on the device and on the host agree', () => {
+  // ask() at temperature 0 takes its pick in the graph (evaluate's greedy); any bias or penalty
+  // sends it through the sampler on the host. A zero bias changes nothing but the path.
+  for (const variant of ['hovle-tiny', 'hovle-tiny-post'] as const) {
+    it(`${variant} fjord_max1_en, host path`, async () => {
+      const { c, images, expected } = question(variant, 'fjord_max1_en');
+      const s = await Session.create(models[variant]!, { contextSize: 4096, kvType: 'f32' });
+      const r = await s.ask({ text: c.question, images }, { maxTokens: 16, maxTiles: c.maxTiles ?? undefined, logitBias: { 5: 0 } });
+      expect(r.tokens).toEqual(expected);
+      s.dispose();
+    });
+  }
+
+  it('Sampler.greedy: only when the pick is the plain argmax', () => {
+    expect(new Sampler({}).greedy).toBe(true);
+    expect(new Sampler({ temperature: 0, repeatPenalty: 1, presencePenalty: 0, logitBias: {} }).greedy).toBe(true);
+    expect(new Sampler({ temperature: 0.5 }).greedy).toBe(false);
+    expect(new Sampler({ repeatPenalty: 1.1 }).greedy).toBe(false);
+    expect(new Sampler({ frequencyPenalty: 0.2 }).greedy).toBe(false);
+    expect(new Sampler({ logitBias: { 7: -Infinity } }).greedy).toBe(false);
+  });
 });
 
 describe('streaming, sampling, stopping', () => {

@@ -6,7 +6,6 @@
 import { readGguf } from '../gguf/reader.js';
 import { tokensPerTile } from '../model/hparams.js';
 import { HovleModel, type ContextOptions, type LoadModelOptions, type ModelContext, type PixelTiles } from '../runtime/model.js';
-import { argmax } from '../session/sampler.js';
 import { Session } from '../session/session.js';
 
 export interface Spread {
@@ -212,8 +211,7 @@ export async function benchModel(path: string, options: BenchOptions = {}): Prom
   // Each depth is filled once (untimed; a deeper one extends the shallower fill) and decoding
   // rewinds to it between repetitions, so a 4096-deep measurement costs one 4096-token prefill.
   const decodeTokensPerSecond: BenchResult['decodeTokensPerSecond'] = {};
-  // As Session.ask decodes: one logits row reused by every step.
-  const logitsInto = new Float32Array(model.hparams.vocabSize);
+  // As Session.ask decodes at temperature 0: the pick taken on the device, no logits back.
   await ctx.rewind(0);
   let filled = 0;
   for (const depth of [...depths].sort((a, b) => a - b)) {
@@ -228,10 +226,8 @@ export async function benchModel(path: string, options: BenchOptions = {}): Prom
       let tok = filled === 0 ? model.vocab.bosId : next();
       t = performance.now();
       for (let k = 0; k < nDecode; k++) {
-        const r = await ctx.evaluate([tok], [], { logits: 'last', logitsInto });
-        // The argmax keeps the work per step the same as greedy decoding without a sampler's cost
-        // (the sampler's own greedy pick, not a loop inline here: see argmax).
-        tok = argmax(r.logits);
+        const r = await ctx.evaluate([tok], [], { logits: 'last', greedy: true });
+        tok = r.argmax![0]!;
       }
       runs.push(nDecode / ((performance.now() - t) / 1000));
     }

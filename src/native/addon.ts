@@ -119,8 +119,12 @@ export interface NativeContext {
   shuffleProject(rows: Float32Array, tiles: number): Promise<Float32Array>;
   embed(ids: Int32Array, imageRows: Float32Array | null): Promise<Float32Array>;
   llm(rows: Float32Array, outputRows: Int32Array | null, into?: Float32Array): Promise<Float32Array>;
-  /** embed + llm as one graph per micro-batch (not for images in "post" mode); returns the logits. */
-  forward(ids: Int32Array, imageRows: Float32Array | null, outputRows: Int32Array | null, into?: Float32Array): Promise<Float32Array>;
+  /**
+   * embed + llm as one graph per micro-batch (not for images in "post" mode); returns the logits.
+   * With `picks` (and no `into`), each output row's argmax is written there instead, computed in
+   * the graph, and the returned array is empty.
+   */
+  forward(ids: Int32Array, imageRows: Float32Array | null, outputRows: Int32Array | null, into?: Float32Array | null, picks?: Int32Array): Promise<Float32Array>;
   nPast(segment: 'embedding' | 'llm'): number;
   memory(): { kvBytes: number; computeBytes: number };
   truncate(segment: 'embedding' | 'llm', n: number): void;

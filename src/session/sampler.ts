@@ -2,17 +2,9 @@
 // then a draw from a seeded generator (same seed and inputs, same tokens). temperature 0 is
 // greedy.
 import { HovleError } from '../errors.js';
+import { argmax } from '../runtime/argmax.js';
 
-/**
- * Index of the largest value (the first of equals): greedy decoding's pick. A function of its own
- * so V8 optimizes it wherever it runs; a loop inline in a long-running async function stays in
- * baseline code (~1 ms over 92553 logits, a third of a decode step on a GPU).
- */
-export function argmax(a: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < a.length; i++) if (a[i]! > a[best]!) best = i;
-  return best;
-}
+export { argmax };
 
 export interface SamplingOptions {
   /** 0 (default) = greedy. */
@@ -54,6 +46,16 @@ export class Sampler {
   }
 
   private scratch = new Float32Array(0);
+
+  /**
+   * True when sample() is the plain argmax of the logits (temperature 0, no bias, no penalty):
+   * the pick can then be taken on the device (evaluate's `greedy`) without the logits.
+   */
+  get greedy(): boolean {
+    const o = this.o;
+    return (o.temperature ?? 0) === 0 && Object.keys(o.logitBias ?? {}).length === 0 &&
+      (o.repeatPenalty === undefined || o.repeatPenalty === 1) && !o.presencePenalty && !o.frequencyPenalty;
+  }
 
   /** mulberry32: small, fast, and the same on every platform. */
   private random(): number {

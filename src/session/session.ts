@@ -3,7 +3,7 @@
 // follow-up question about an image already in the conversation does not recompute the image.
 import { HovleError } from '../errors.js';
 import type { ImageInput } from '../image/preprocess.js';
-import type { ContextOptions, HovleModel, ModelContext, PixelTiles } from '../runtime/model.js';
+import type { ContextOptions, EvaluateOptions, HovleModel, ModelContext, PixelTiles } from '../runtime/model.js';
 import { tokensPerTile } from '../model/hparams.js';
 import { Sampler, type SamplingOptions } from './sampler.js';
 import { StopMatcher } from './stop.js';
@@ -200,10 +200,12 @@ export class Session {
     const preprocessMs = performance.now() - t0;
 
     const t1 = performance.now();
-    // One row of logits, reused by every step of this answer (the sampler reads it before the
-    // next step overwrites it).
-    const logitsInto = new Float32Array(this.model.hparams.vocabSize);
-    let r = await this.ctx.evaluate(ids, images, { logits: 'last', logitsInto });
+    // Greedy sampling takes its pick on the device; otherwise one row of logits, reused by every
+    // step of this answer (the sampler reads it before the next step overwrites it).
+    const step: EvaluateOptions = sampler.greedy
+      ? { logits: 'last', greedy: true }
+      : { logits: 'last', logitsInto: new Float32Array(this.model.hparams.vocabSize) };
+    let r = await this.ctx.evaluate(ids, images, step);
     this.turns++;
     this.openTurn = false;
     const prefillMs = performance.now() - t1;
@@ -216,7 +218,7 @@ export class Session {
     const t2 = performance.now();
     while (tokens.length < maxTokens) {
       if (signal?.aborted) throw aborted();
-      const tok = sampler.sample(r.logits, tokens);
+      const tok = r.argmax ? r.argmax[0]! : sampler.sample(r.logits, tokens);
       if (!firstTokenAt) firstTokenAt = performance.now();
       if (tok === this.model.vocab.eotId) {
         stopReason = 'eos';
@@ -237,7 +239,7 @@ export class Session {
         stopReason = 'contextFull';
         break;
       }
-      r = await this.ctx.evaluate([tok], [], { logits: 'last', logitsInto });
+      r = await this.ctx.evaluate([tok], [], step);
     }
     if (stopReason !== 'stop') {
       const { emit, stopped } = stopper.finish(decoder.flush());

@@ -77,6 +77,39 @@ for (const [variant, hf] of [['hovle-tiny', TINY], ['hovle-tiny-post', TINY_POST
   });
 }
 
+describe('greedy picks in the graph (ggml_argmax on the device)', () => {
+  it('hovle-tiny fjord_max1_en, f16 KV + flash attention: the picks are the argmax of the same logits', async () => {
+    const path = join(dir, 'greedy.gguf');
+    await convertCheckpoint(TINY, path, { type: 'f32' });
+    const vk = await HovleModel.load(path, { backend: 'vulkan' });
+    models.push(vk);
+    const V = vk.hparams.vocabSize;
+    const c = goldenCases('hovle-tiny').find((x) => x.name === 'fjord_max1_en')!;
+    const ids = goldenI32('hovle-tiny', c, 'input_ids');
+    const img = await vk.preprocessImage(join(FIXTURES, 'images', 'fjord.jpg'), { maxTiles: 1 });
+    const opts = { contextSize: ids.length + 12, kvType: 'f16' as const, flashAttention: true };
+    const plain = await vk.createContext(opts);
+    const picked = await vk.createContext(opts);
+    const first = (l: Float32Array, row: number) => {
+      let best = row * V;
+      for (let v = row * V + 1; v < (row + 1) * V; v++) if (l[v]! > l[best]!) best = v;
+      return best - row * V;
+    };
+    const rows = [5, ids.length - 1];
+    const a = await plain.evaluate(ids, [img], { logits: rows });
+    const b = await picked.evaluate(ids, [img], { logits: rows, greedy: true });
+    expect(Array.from(b.argmax!)).toEqual(rows.map((_, i) => first(a.logits, i)));
+    let tok = b.argmax![1]!;
+    for (let step = 0; step < 8; step++) {
+      const want = first((await plain.evaluate([tok], [], { logits: 'last' })).logits, 0);
+      expect((await picked.evaluate([tok], [], { logits: 'last', greedy: true })).argmax![0], `step ${step}`).toBe(want);
+      tok = want;
+    }
+    plain.dispose();
+    picked.dispose();
+  });
+});
+
 describe('partial offload', () => {
   it('2 of 4 blocks on Vulkan, the image front end on the CPU: same logits as all on the CPU', async () => {
     const path = join(dir, 'partial.gguf');

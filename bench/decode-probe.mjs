@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Decode steps one at a time, as generation runs them (evaluate() of one token, logits into a
-// caller's buffer, argmax in JS): tokens/s and per-step times. For comparing settings on one model
+// Decode steps one at a time, as generation runs them at temperature 0 (evaluate() of one token,
+// the greedy pick taken in the graph): tokens/s and per-step times. For comparing settings on one model
 // (threads, a backend, env such as GGML_CUDA_DISABLE_GRAPHS); bench/run.mjs is the suite.
 // --like-bench first does what `hovle bench` does before its decode measurement (an image
 // encode, three 512-token prefills), and every repetition starts with a rewind, as there.
@@ -9,7 +9,6 @@
 import { parseArgs } from 'node:util';
 
 import { HovleModel } from '../dist/runtime/model.js';
-import { argmax } from '../dist/session/sampler.js';
 
 const { values: a, positionals } = parseArgs({
   allowPositionals: true,
@@ -40,7 +39,6 @@ if (a['like-bench']) {
 }
 if (depth > 0) await ctx.evaluate(ids(depth), [], { logits: 'last' });
 else if (!a['like-bench']) await ctx.evaluate(ids(1), [], { logits: 'last' });
-const into = new Float32Array(m.hparams.vocabSize);
 const med = (x) => [...x].sort((p, q) => p - q)[x.length >> 1];
 const out = [];
 for (let rep = 0; rep < Number(a.reps); rep++) {
@@ -50,9 +48,9 @@ for (let rep = 0; rep < Number(a.reps); rep++) {
   const t0 = performance.now();
   for (let k = 0; k < steps; k++) {
     const t = performance.now();
-    await ctx.evaluate([tok], [], { logits: 'last', logitsInto: into });
+    const { argmax } = await ctx.evaluate([tok], [], { logits: 'last', greedy: true });
     wall.push(performance.now() - t);
-    tok = text((3000 + (argmax(into) % 20000)) % V);
+    tok = text((3000 + (argmax[0] % 20000)) % V);
   }
   const total = performance.now() - t0;
   out.push({ rep, tokPerS: +(steps / (total / 1000)).toFixed(1), medianMs: +med(wall).toFixed(3), firstMs: wall.slice(0, 4).map((x) => +x.toFixed(2)), maxMs: +Math.max(...wall).toFixed(2) });

@@ -5,7 +5,7 @@
 // and this machine's memory read bandwidth (the ceiling for decode). Prints a table and writes
 // BENCHMARKS.md. Models are generated on first use (random weights; see scripts/).
 //
-//   npm run bench -- [--types f16,q8_0,q4_0,q4_k_m] [--threads N] [--rounds 3] [--reps 1] [--quick]
+//   npm run bench -- [--types f16,q8_0,q4_0,q4_k_m] [--threads N] [--rounds 3] [--reps 1] [--pairs 3] [--quick]
 //                    [--prompts 2048] [--depths 0,1024,4096] [--models DIR] [--no-peer] [--no-flash]
 //                    [--backend cpu|cuda] [--peer-bin DIR] [--out BENCHMARKS.md]
 //
@@ -17,7 +17,9 @@
 // A round runs every type once, ours and llama.cpp back to back with --reps repetitions each;
 // the defaults take about 70 minutes a round for all four types on 2 cores, ~17 per type (the
 // 4096-deep decode needs a 4096-token prefill on each side). --quick: 1 round, prompts of 512, decode
-// depths 0 and 1024 (minutes). Timing runs want a quiet machine: nothing else should be using the CPU.
+// depths 0 and 1024 (minutes), no pairs. After the rounds, --pairs N decode pairs per type at depth 0
+// (ours and llama-bench back to back, ~1 min a pair on 2 cores at Q8_0; see measurePairs).
+// Timing runs want a quiet machine: nothing else should be using the CPU.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync, mkdirSync, statSync } from 'node:fs';
 import { cpus, homedir, totalmem, type as osType, release } from 'node:os';
@@ -36,6 +38,7 @@ const { values: args } = parseArgs({
     threads: { type: 'string' },
     reps: { type: 'string' },
     rounds: { type: 'string' },
+    pairs: { type: 'string' },
     quick: { type: 'boolean', default: false },
     prompts: { type: 'string' },
     depths: { type: 'string' },
@@ -59,10 +62,12 @@ const peerBin = args['peer-bin'] ? resolve(args['peer-bin']) : undefined;
 const threads = Number(args.threads ?? physicalCores());
 const reps = Number(args.reps ?? 1);
 const rounds = Number(args.rounds ?? (args.quick ? 1 : 3));
+// Interleaved decode pairs at depth 0 after the rounds (see measurePairs); 0 skips them.
+const pairs = Number(args.pairs ?? (args.quick ? 0 : 3));
 // A count that is not a positive integer would run nothing (or forever) and write no table.
-for (const [name, v] of Object.entries({ threads, reps, rounds })) {
+for (const [name, v] of Object.entries({ threads, reps, rounds, pairs: pairs + 1 })) {
   if (!Number.isInteger(v) || v < 1) {
-    process.stderr.write(`bench/run.mjs: --${name} must be a positive integer, got ${args[name]}\n`);
+    process.stderr.write(`bench/run.mjs: --${name} must be a ${name === 'pairs' ? 'non-negative' : 'positive'} integer, got ${args[name]}\n`);
     process.exit(2);
   }
 }
@@ -158,7 +163,7 @@ function measureBandwidth() {
 // round measures every type once on both sides, alternating which side goes first; a ratio is
 // the median of the per-round ratios, and the speeds shown pool every round's samples.
 const cli = join(root, 'dist', 'cli', 'main.js');
-const perType = Object.fromEntries(types.map((t) => [t, { hovle: [], llama: [], peakRssBytes: 0, llamaPeakRssBytes: 0 }]));
+const perType = Object.fromEntries(types.map((t) => [t, { hovle: [], llama: [], pairs: [], peakRssBytes: 0, llamaPeakRssBytes: 0 }]));
 const results = [];
 
 function measureOurs(t, round) {
@@ -192,13 +197,40 @@ function measurePeer(t, round) {
   perType[t].llamaPeakRssBytes = Math.max(perType[t].llamaPeakRssBytes, pp.peakRssBytes, tg.peakRssBytes);
 }
 
+// A round measures ours for minutes, then llama.cpp for minutes; on this VM a decode figure
+// moves 10-20% between such runs (the same 32-token test read 8.1 and 9.9 tok/s within the
+// hour), more than the gap being measured. A pair is ours and llama.cpp decoding back to back in
+// fresh processes, 3 x 32 greedy tokens each (bench/decode-probe.mjs, as ask() decodes, against
+// llama-bench -n 32 -r 3), alternating which goes first; its ratio compares one machine state.
+function measurePairs(t) {
+  const median = (x) => [...x].sort((a, b) => a - b)[x.length >> 1];
+  for (let i = 0; i < pairs; i++) {
+    log(`decode pair ${i + 1}/${pairs}: ${t}`);
+    const side = {
+      hovle: () => {
+        const r = run(process.execPath, [join(root, 'bench', 'decode-probe.mjs'), ours[t], '--backend', backend, '--threads', String(threads),
+          '--steps', String(decodeTokens), '--reps', '3', '--depth', '0']);
+        return median(JSON.parse(r.stdout.trim().split('\n').pop()).reps.map((x) => x.tokPerS));
+      },
+      llama: () => {
+        const r = run(peer.bench, ['-m', peer.models[t], '-t', String(threads), '-r', '3', '-o', 'json', '-fa', args['no-flash'] ? '0' : '1',
+          ...(backend === 'cpu' ? [] : ['-ngl', '99']), '-p', '0', '-n', String(decodeTokens)]);
+        return median(JSON.parse(r.stdout)[0].samples_ts);
+      },
+    };
+    const got = {};
+    for (const k of i % 2 === 0 ? ['hovle', 'llama'] : ['llama', 'hovle']) got[k] = side[k]();
+    perType[t].pairs.push(got);
+  }
+}
+
 const roundsDone = () => Math.max(...types.map((t) => perType[t].hovle.length));
 
 /** One type's rounds as one result (bench/rounds.mjs), with the files and peak RSS. */
 function combine(t) {
   const { hovle: h, llama } = combineRounds(perType[t].hovle, perType[t].llama, { prompts, depths, spread });
   if (llama) Object.assign(llama, { file: peer.models[t], fileBytes: statSync(peer.models[t]).size, peakRssBytes: perType[t].llamaPeakRssBytes });
-  return { type: t, hovle: h, llama, peakRssBytes: perType[t].peakRssBytes };
+  return { type: t, hovle: h, llama, pairs: perType[t].pairs, peakRssBytes: perType[t].peakRssBytes };
 }
 
 for (let round = 0; round < rounds; round++) {
@@ -211,7 +243,14 @@ for (let round = 0; round < rounds; round++) {
     if (!oursFirst) measureOurs(t, round);
     results.splice(0, results.length, ...types.filter((x) => perType[x].hovle.length > 0).map(combine));
     // Written after every model of every round, so a long run that is stopped keeps what it measured.
-    report(round === rounds - 1 && t === types.at(-1));
+    report(round === rounds - 1 && t === types.at(-1) && !(peer && pairs > 0));
+  }
+}
+if (peer && pairs > 0) {
+  for (const t of types) {
+    measurePairs(t);
+    results.splice(0, results.length, ...types.map(combine));
+    report(t === types.at(-1));
   }
 }
 
@@ -224,10 +263,17 @@ function report(final) {
   // The median of the per-round ratios, and their range when there was more than one round.
   const ratio = (r) => (r ? (r.runs > 1 ? `${f2(r.median)} (${f2(r.min)}-${f2(r.max)})` : f2(r.median)) : '-');
   const bw = spread(bandwidths);
+  // Medians of the pairs' speeds, and the median (min-max) of the per-pair ratios.
+  const pairsCell = (p) => {
+    if (!p.length) return '-';
+    const r = spread(p.map((x) => x.hovle / x.llama));
+    return `${f2(spread(p.map((x) => x.hovle)).median)} / ${f2(spread(p.map((x) => x.llama)).median)}; ` +
+      `${f2(r.median)}${p.length > 1 ? ` (${f2(r.min)}-${f2(r.max)})` : ''} over ${p.length} pair${p.length > 1 ? 's' : ''}`;
+  };
   const bandwidth = bw.median;
 
   const rows = [];
-  for (const { type, hovle: h, llama: l, peakRssBytes } of results) {
+  for (const { type, hovle: h, llama: l, pairs: pairRuns, peakRssBytes } of results) {
     const P = String(prompts[prompts.length - 1]);
     const img1 = h.imagePrefill['1'];
     const frontShare = img1.frontEndShare.median;
@@ -248,6 +294,7 @@ function report(final) {
       tg: depths.map((d) => sp(h.decodeTokensPerSecond[d], f2)).join(' / '),
       tgPeer: l ? depths.map((d) => sp(l.decode[d], f2)).join(' / ') : '-',
       tgRatio: l ? depths.map((d) => ratio(l.ratios.decode[d])).join(' / ') : '-',
+      tgPairs: pairsCell(pairRuns),
       bound: `${f1(bandwidth / h.bytesPerToken)} tok/s; at ${((h.decodeTokensPerSecond['0'].median * h.bytesPerToken) / bandwidth * 100).toFixed(0)}%`,
       ttft: sp(h.timeToFirstTokenMs, (x) => x.toFixed(0)),
       rss: `${(peakRssBytes / MiB).toFixed(0)} MiB (budget ${(budget / MiB).toFixed(0)}${peakRssBytes <= budget ? ', met' : ', OVER'})${l ? `; llama.cpp ${(l.peakRssBytes / MiB).toFixed(0)}` : ''}`,
@@ -259,7 +306,7 @@ function report(final) {
     ['frontShare', 'front end / its 256-token prefill'], ['ppImage', 'prefill tok/s, 1-tile image prompt (300)'],
     ['ppImageRatio', 'vs llama.cpp pp300'], ['pp', `prefill tok/s, ${prompts.at(-1)} text`], ['ppPeer', `llama.cpp pp${prompts.at(-1)}`],
     ['ppRatio', 'prefill ratio'], ['tg', `decode tok/s at depth ${depths.join(' / ')}`], ['tgPeer', 'llama.cpp decode'],
-    ['tgRatio', 'decode ratio'], ['bound', 'decode bandwidth bound; ours at'], ['ttft', 'first token ms, 448x448 + question'],
+    ['tgRatio', 'decode ratio'], ['tgPairs', 'decode at depth 0, interleaved pairs: ours / llama.cpp tok/s, ratio'], ['bound', 'decode bandwidth bound; ours at'], ['ttft', 'first token ms, 448x448 + question'],
     ['rss', 'peak RSS (budget GGUF + KV + 150 MiB)'],
   ];
 
@@ -283,7 +330,8 @@ function report(final) {
     `hovle ${commit}${dirty}, ${date}, node ${process.version}; llama.cpp ${peer ? peer.build.commit?.slice(0, 12) ?? '' : 'not run'} (same pinned source)`,
     `settings: ${backend === 'cpu' ? 'CPU' : `${backend.toUpperCase()}, all layers on the GPU (llama-bench -ngl 99),`} ${threads} threads, up to ${rounds} rounds of ${reps} repetition(s) each side (speeds: median (min-max) of all runs; ` +
       `ratios: median (min-max) of the per-round ratios), KV f16, flash attention ${args['no-flash'] ? 'off' : 'on'} for both; ` +
-      `prompts ${prompts.join(',')}, decode ${decodeTokens} tokens at depths ${depths.join(', ')}`,
+      `prompts ${prompts.join(',')}, decode ${decodeTokens} tokens at depths ${depths.join(', ')}` +
+      (peer && pairs > 0 ? `; then ${pairs} interleaved decode pairs per type (fresh processes, 3 x ${decodeTokens} tokens each side)` : ''),
     `memory read bandwidth: ${(bandwidth / 1e9).toFixed(1)} GB/s (${(bw.min / 1e9).toFixed(1)}-${(bw.max / 1e9).toFixed(1)} over the rounds; ${bandwidthSource})`,
   ];
   const text = [...header, '', ...results.map((_, i) => `## ${rows[i].type}\n${tableFor(rows[i])}`)].join('\n');

@@ -15,17 +15,18 @@
 # --mode run --run 'CMD': the same setup (unpacked binaries, libraries, node on PATH, our model
 # of the first --types as $MODEL, no peer), then CMD: for one-off measurements.
 #
-#   bash scripts/gpu-check.sh [--types q4_0,q8_0] [--rounds 1] [--reps 3] [--deadline 520]
+#   bash scripts/gpu-check.sh [--types q4_0,q8_0] [--rounds 1] [--reps 3] [--pairs 2] [--deadline 520]
 # --deadline: seconds from the start by which the bench is stopped (the device tool's call limit
 # is 600); BENCHMARKS-cuda.md is written after each type, so a stopped run keeps what it measured.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-types=q4_0,q8_0 rounds=1 reps=3 deadline=520 mode=check run_cmd=
+types=q4_0,q8_0 rounds=1 reps=3 pairs=2 deadline=520 mode=check run_cmd=
 while [ $# -gt 0 ]; do
   case "$1" in
     --types) types="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
     --reps) reps="$2"; shift 2 ;;
+    --pairs) pairs="$2"; shift 2 ;;
     --deadline) deadline="$2"; shift 2 ;;
     --mode) mode="$2"; shift 2 ;;
     --run) run_cmd="$2"; shift 2 ;;
@@ -129,5 +130,5 @@ left=$(( deadline - ($(date +%s) - t0) ))
 say "4. bench (${left} s left)"
 [ "$left" -gt 30 ] || exit 1
 timeout "$left" node bench/run.mjs --backend cuda --peer-bin "$bin" --models "$models" --types "$types" \
-  --rounds "$rounds" --reps "$reps" --out "$out/BENCHMARKS-cuda.md"
+  --rounds "$rounds" --reps "$reps" --pairs "$pairs" --out "$out/BENCHMARKS-cuda.md"
 say "done"

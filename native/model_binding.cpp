@@ -131,32 +131,27 @@ class LoadWorker : public ThreadTask {
 // passes arrays it allocated itself, or the caller's image pixels, whose docs say so.
 class Pins {
  public:
-  struct Floats {
-    float* data = nullptr;
+  template <typename T>
+  struct Span {
+    T* data = nullptr;
     size_t size = 0;
   };
-  struct Ints {
-    int32_t* data = nullptr;
-    size_t size = 0;
-  };
-  Floats Add(const Napi::Value& v, const char* what) {
-    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-      throw MakeError(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be a Float32Array");
+  using Floats = Span<float>;
+  using Ints = Span<int32_t>;
+  Floats Add(const Napi::Value& v, const char* what) { return Pin<float>(v, napi_float32_array, what, " must be a Float32Array"); }
+  Ints AddInts(const Napi::Value& v, const char* what) { return Pin<int32_t>(v, napi_int32_array, what, " must be an Int32Array"); }
+
+ private:
+  template <typename T>
+  Span<T> Pin(const Napi::Value& v, napi_typedarray_type type, const char* what, const char* must) {
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) {
+      throw MakeError(v.Env(), "INVALID_ARGUMENT", std::string(what) + must);
     }
-    Napi::Float32Array a = v.As<Napi::Float32Array>();
-    refs_.push_back(Napi::Persistent(a.As<Napi::Object>()));
-    return {a.Data(), a.ElementLength()};
-  }
-  Ints AddInts(const Napi::Value& v, const char* what) {
-    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
-      throw MakeError(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be an Int32Array");
-    }
-    Napi::Int32Array a = v.As<Napi::Int32Array>();
-    refs_.push_back(Napi::Persistent(a.As<Napi::Object>()));
+    Napi::TypedArrayOf<T> a = v.As<Napi::TypedArrayOf<T>>();
+    refs_.push_back(Napi::Persistent(a.template As<Napi::Object>()));
     return {a.Data(), a.ElementLength()};
   }
 
- private:
   std::vector<Napi::ObjectReference> refs_;
 };
 

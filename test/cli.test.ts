@@ -267,11 +267,12 @@ describe('hovle serve / pull as processes', () => {
     // A failed expectation or a timeout must not leave the server running after the suite.
     try {
       let stderr = '';
+      // serve listens while the model loads (/health answers 503 until then): wait for both lines.
       const url = await new Promise<string>((resolve, reject) => {
         child.stderr.on('data', (d: Buffer) => {
           stderr += d.toString();
           const m = /listening on (http:\/\/[^\s]+)/.exec(stderr);
-          if (m) resolve(m[1]!);
+          if (m && /hovle serve: model .* ready/.test(stderr)) resolve(m[1]!);
         });
         child.on('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
       });

@@ -1,11 +1,13 @@
 #!/usr/bin/env node
-// Decode steps one at a time, as generation runs them at temperature 0 (evaluate() of one token,
-// the greedy pick taken in the graph): tokens/s and per-step times. For comparing settings on one model
-// (threads, a backend, env such as GGML_CUDA_DISABLE_GRAPHS); bench/run.mjs is the suite.
+// Greedy decoding timed alone, as generation runs it at temperature 0: one greedy run on the
+// model's thread (ModelContext.greedyDecode, the pick taken in the graph), or with --per-step one
+// evaluate() per token (the event-loop trip each step took before). Tokens/s, and per-step times
+// as the picks reach JS. For comparing settings on one model (threads, a backend, env such as
+// GGML_CUDA_DISABLE_GRAPHS); bench/run.mjs is the suite.
 // --like-bench first does what `hovle bench` does before its decode measurement (an image
 // encode, three 512-token prefills), and every repetition starts with a rewind, as there.
 //   node bench/decode-probe.mjs MODEL.gguf [--backend cpu|cuda|vulkan] [--threads N] [--steps 64]
-//        [--depth 0] [--context N] [--reps 1] [--like-bench]
+//        [--depth 0] [--context N] [--reps 1] [--like-bench] [--per-step]
 import { parseArgs } from 'node:util';
 
 import { HovleModel } from '../dist/runtime/model.js';
@@ -15,7 +17,7 @@ const { values: a, positionals } = parseArgs({
   options: {
     backend: { type: 'string', default: 'cpu' }, threads: { type: 'string' }, steps: { type: 'string', default: '64' },
     depth: { type: 'string', default: '0' }, context: { type: 'string' }, reps: { type: 'string', default: '1' },
-    'like-bench': { type: 'boolean', default: false },
+    'like-bench': { type: 'boolean', default: false }, 'per-step': { type: 'boolean', default: false },
   },
 });
 const steps = Number(a.steps);
@@ -46,15 +48,23 @@ for (let rep = 0; rep < Number(a.reps); rep++) {
   let tok = text(3001 % V);
   const wall = [];
   const t0 = performance.now();
-  for (let k = 0; k < steps; k++) {
-    const t = performance.now();
-    const { argmax } = await ctx.evaluate([tok], [], { logits: 'last', greedy: true });
-    wall.push(performance.now() - t);
-    tok = text((3000 + (argmax[0] % 20000)) % V);
+  let t = t0;
+  if (a['per-step']) {
+    for (let k = 0; k < steps; k++) {
+      const { argmax } = await ctx.evaluate([tok], [], { logits: 'last', greedy: true });
+      tok = argmax[0];
+      wall.push(performance.now() - t);
+      t = performance.now();
+    }
+  } else {
+    for await (const _ of ctx.greedyDecode(tok, { maxSteps: steps })) {
+      wall.push(performance.now() - t);
+      t = performance.now();
+    }
   }
   const total = performance.now() - t0;
   out.push({ rep, tokPerS: +(steps / (total / 1000)).toFixed(1), medianMs: +med(wall).toFixed(3), firstMs: wall.slice(0, 4).map((x) => +x.toFixed(2)), maxMs: +Math.max(...wall).toFixed(2) });
 }
-console.log(JSON.stringify({ model: positionals[0].split('/').pop(), backend: a.backend, device: m.device, threads: a.threads ?? 'default', depth, steps, likeBench: a['like-bench'], reps: out }));
+console.log(JSON.stringify({ model: positionals[0].split('/').pop(), backend: a.backend, device: m.device, threads: a.threads ?? 'default', depth, steps, likeBench: a['like-bench'], perStep: a['per-step'], reps: out }));
 ctx.dispose();
 m.dispose();

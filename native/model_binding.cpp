@@ -14,6 +14,7 @@
 
 #include "addon_data.h"
 #include "errors.h"
+#include "greedy_decode.h"
 #include "model.h"
 #include "memory.h"
 #include "model_binding.h"
@@ -290,6 +291,7 @@ Napi::Function ContextWrap::Define(Napi::Env env) {
       InstanceMethod("embed", &ContextWrap::Embed),
       InstanceMethod("llm", &ContextWrap::Llm),
       InstanceMethod("forward", &ContextWrap::Forward),
+      InstanceMethod("greedyDecode", &ContextWrap::GreedyDecode),
       InstanceMethod("nPast", &ContextWrap::NPast),
       InstanceMethod("memory", &ContextWrap::Memory),
       InstanceMethod("truncate", &ContextWrap::Truncate),
@@ -464,6 +466,27 @@ Napi::Value ContextWrap::Forward(const Napi::CallbackInfo& info) {
     const int n_img = WholeRows(ctx, img.size, "image rows");
     return ctx.Forward(ids->data(), static_cast<int>(ids->size()), n_img ? img.data : nullptr, n_img, *out, dst.data, picks.data);
   }, into, std::move(pins));
+}
+
+// greedyDecode(first, maxSteps, stopIds, onPick) -> {promise, stop} (greedy_decode.h). The ids
+// are checked here, before the run, as forward() checks its ids on the model's thread; each pick
+// is an argmax over the vocabulary, so only `first` can be out of range.
+Napi::Value ContextWrap::GreedyDecode(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto c = Get(env);
+  const int n_vocab = c->model()->hp.n_vocab;
+  const double first = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  if (!(first >= 0 && first < n_vocab) || std::floor(first) != first) {
+    throw MakeError(env, "INVALID_ARGUMENT", "the first token must be an id in the vocabulary");
+  }
+  const double max_steps = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 0;
+  if (!(max_steps >= 1 && max_steps <= INT32_MAX) || std::floor(max_steps) != max_steps) {
+    throw MakeError(env, "INVALID_ARGUMENT", "maxSteps must be a positive 32-bit integer");
+  }
+  std::vector<int32_t> stop_ids = CopyInts(info[2], "stopIds");
+  if (!info[3].IsFunction()) throw MakeError(env, "INVALID_ARGUMENT", "onPick must be a function");
+  return QueueGreedyDecode(env, c, static_cast<int32_t>(first), static_cast<int>(max_steps), std::move(stop_ids),
+                           info[3].As<Napi::Function>());
 }
 
 // ------------------------------------------------------------------ loadModel

@@ -18,6 +18,7 @@ export { preprocessImage, candidateGrids, decodeImage } from './image/preprocess
 export type { ImageInput, RawFrame, RawPixelFormat, PreprocessOptions, PreprocessedImage, DecodedImage } from './image/preprocess.js';
 export { HovleModel, ModelContext } from './runtime/model.js';
 export type { Backend, LoadModelOptions, ContextOptions, EvaluateOptions, EvaluateResult, PixelTiles } from './runtime/model.js';
+export type { GreedyRun, GreedyDecodeOptions, GreedyEnd } from './runtime/greedy-run.js';
 export { Tokenizer, TokenDecoder } from './runtime/tokenizer.js';
 export { Session } from './session/session.js';
 export type { SessionOptions, UserMessage, AskOptions, AskResult, AskStats } from './session/session.js';

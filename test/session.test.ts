@@ -62,6 +62,57 @@ describe('greedy picks on the device and on the host agree', () => {
     });
   }
 
+  it('the greedy run leaves the same cache as the host path: at maxTokens, at a stop string, at eos', async () => {
+    // At temperature 0 the answer runs on the model's thread ahead of the JS loop
+    // (ModelContext.greedyDecode); what it made past the point the loop stopped is rolled back.
+    const m = models['hovle-tiny']!;
+    const answer = async (host: boolean, o: { maxTokens: number; stop?: string[] }) => {
+      const s = await Session.create(m, { kvType: 'f32' });
+      const r = await s.ask('Hello', { ...o, ...(host ? { logitBias: { 5: 0 } } : {}) });
+      // The follow-up turn sees whatever the first one left cached.
+      const next = await s.ask('Go on', { maxTokens: 6, ...(host ? { logitBias: { 5: 0 } } : {}) });
+      const out = { tokens: r.tokens, reason: r.stopReason, cached: s.cachedTokens, next: next.tokens };
+      s.dispose();
+      return out;
+    };
+    const free = await answer(false, { maxTokens: 12 });
+    expect(free.reason).toBe('maxTokens');
+    expect(await answer(true, { maxTokens: 12 })).toEqual(free);
+    const text = m.tokenizer.decode(free.tokens);
+    const cut = await answer(false, { maxTokens: 12, stop: [text.slice(4, 6)] });
+    expect(cut.reason).toBe('stop');
+    expect(await answer(true, { maxTokens: 12, stop: [text.slice(4, 6)] })).toEqual(cut);
+    // This question's greedy answer ends at eos after 25 tokens.
+    const eos = async (host: boolean) => {
+      const s = await Session.create(m, { kvType: 'f32' });
+      const r = await s.ask('What is this?', { maxTokens: 40, ...(host ? { logitBias: { 5: 0 } } : {}) });
+      const next = await s.ask('Go on', { maxTokens: 6, ...(host ? { logitBias: { 5: 0 } } : {}) });
+      const out = { reason: r.stopReason, cached: s.cachedTokens, tokens: r.tokens, next: next.tokens };
+      s.dispose();
+      return out;
+    };
+    const device = await eos(false);
+    expect(device.reason).toBe('eos');
+    expect(await eos(true)).toEqual(device);
+  });
+
+  it('greedy run: abort and dispose end the answer at once; the model carries on', async () => {
+    const m = models['hovle-tiny']!;
+    const s = await Session.create(m);
+    const controller = new AbortController();
+    let seen = 0;
+    await expect(
+      s.ask('Tell me a long story.', { maxTokens: 200, signal: controller.signal, onToken: () => { if (++seen === 3) controller.abort(); } }),
+    ).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(seen).toBe(3);
+    expect((await s.ask('And now?', { maxTokens: 4 })).tokens.length).toBeGreaterThan(0);
+    s.dispose();
+    const d = await Session.create(m);
+    let n = 0;
+    await expect(d.ask('Go on and on', { maxTokens: 100, onToken: () => { if (++n === 2) d.dispose(); } })).rejects.toMatchObject({ code: 'DISPOSED' });
+    expect(n).toBe(2);
+  });
+
   it('Sampler.greedy: only when the pick is the plain argmax', () => {
     expect(new Sampler({}).greedy).toBe(true);
     expect(new Sampler({ temperature: 0, repeatPenalty: 1, presencePenalty: 0, logitBias: {} }).greedy).toBe(true);

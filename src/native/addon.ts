@@ -111,6 +111,12 @@ export interface NativeContextOptions {
   kvType: 'f32' | 'f16' | 'q8_0';
 }
 
+export interface NativeGreedyResult {
+  picks: Int32Array;
+  reason: 'maxSteps' | 'stopId' | 'contextFull' | 'stopped' | 'error';
+  error?: Error;
+}
+
 export interface NativeContext {
   // Float32Array arguments are read in place on the model's thread until the Promise settles
   // (no copy of image-sized inputs): callers must not write to or transfer them meanwhile.
@@ -125,6 +131,16 @@ export interface NativeContext {
    * the graph, and the returned array is empty.
    */
   forward(ids: Int32Array, imageRows: Float32Array | null, outputRows: Int32Array | null, into?: Float32Array | null, picks?: Int32Array): Promise<Float32Array>;
+  /**
+   * Greedy generation as one task (native/greedy_decode.h): evaluates `first`, then each pick,
+   * for at most maxSteps evaluations, ending after a pick in `stopIds`, at a full cache, or on
+   * stop(). onPick gets every pick in order, possibly after the promise settles; the result
+   * lists them all. A failed step's error is returned after the picks made before it.
+   */
+  greedyDecode(first: number, maxSteps: number, stopIds: Int32Array, onPick: (index: number, id: number) => void): {
+    promise: Promise<NativeGreedyResult>;
+    stop(): void;
+  };
   nPast(segment: 'embedding' | 'llm'): number;
   memory(): { kvBytes: number; computeBytes: number };
   truncate(segment: 'embedding' | 'llm', n: number): void;

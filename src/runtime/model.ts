@@ -11,6 +11,7 @@ import { availableParallelism } from 'node:os';
 
 import { preprocessImage, type ImageInput, type PreprocessOptions } from '../image/preprocess.js';
 import { argmax } from './argmax.js';
+import { GreedyRun, type GreedyDecodeOptions } from './greedy-run.js';
 import { Tokenizer } from './tokenizer.js';
 
 export type Backend = 'cpu' | 'vulkan' | 'cuda' | 'metal';
@@ -303,6 +304,10 @@ export interface EvaluateResult {
 export class ModelContext {
   private native: NativeContext | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Queued calls that have started running (a greedy run's rollback checks none came between). */
+  private callsStarted = 0;
+  /** Greedy runs not yet settled: dispose() stops them (they would otherwise run to maxSteps). */
+  private readonly runs = new Set<GreedyRun>();
 
   constructor(readonly model: HovleModel, native: NativeContext, readonly contextSize: number, readonly embeddingContextSize: number) {
     this.native = native;
@@ -314,7 +319,11 @@ export class ModelContext {
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn);
+    const start = () => {
+      this.callsStarted++;
+      return fn();
+    };
+    const run = this.queue.then(start, start);
     this.queue = run.catch(() => undefined);
     return run;
   }
@@ -369,6 +378,28 @@ export class ModelContext {
    */
   evaluate(ids: ArrayLike<number>, images: readonly PixelTiles[] = [], options: EvaluateOptions = {}): Promise<EvaluateResult> {
     return this.serial(() => this.evaluateNow(Int32Array.from(ids), images, options));
+  }
+
+  /**
+   * Greedy generation from `first` (a token not yet in the cache, typically the pick of the
+   * prompt's last position) without a trip through the event loop per token: the model's
+   * thread evaluates each pick and goes straight on to the next, while the returned iterator
+   * hands the picks over. What ends up cached is in GreedyRun's description. Text tokens only:
+   * a pick of the image-context id fails the step that would evaluate it, as evaluate() would.
+   */
+  greedyDecode(first: number, options: GreedyDecodeOptions): GreedyRun {
+    const V = this.model.hparams.vocabSize;
+    const isId = (id: unknown) => Number.isInteger(id) && (id as number) >= 0 && (id as number) < V;
+    if (!isId(first)) throw new HovleError('INVALID_ARGUMENT', `token id ${first} is outside the vocabulary (0..${V - 1})`);
+    if (first === this.model.vocab.imageContextId) throw new HovleError('INVALID_ARGUMENT', 'greedy decoding starts from a text token, not the image-context id');
+    const { maxSteps, stopIds = [], signal } = options;
+    if (!Number.isInteger(maxSteps) || maxSteps < 1 || maxSteps > MAX_POSITIONS) throw new HovleError('INVALID_ARGUMENT', `maxSteps must be an integer in [1, ${MAX_POSITIONS}]`);
+    if (!Array.isArray(stopIds) || !stopIds.every(isId)) throw new HovleError('INVALID_ARGUMENT', 'stopIds must be token ids in the vocabulary');
+    this.ctx(); // DISPOSED now rather than from the iterator
+    const run = new GreedyRun({ serial: (fn) => this.serial(fn), native: () => this.ctx(), callsStarted: () => this.callsStarted }, first, { maxSteps, stopIds: Int32Array.from(stopIds), ...(signal ? { signal } : {}) });
+    this.runs.add(run);
+    void run.finished.then(() => this.runs.delete(run));
+    return run;
   }
 
   private async evaluateNow(ids: Int32Array, images: readonly PixelTiles[], options: EvaluateOptions): Promise<EvaluateResult> {
@@ -461,6 +492,7 @@ export class ModelContext {
   }
 
   dispose(): void {
+    for (const run of this.runs) run.interrupt(new HovleError('DISPOSED', 'the context has been disposed'));
     this.native?.dispose();
     this.native = undefined;
   }

@@ -205,10 +205,12 @@ export class Session {
     const step: EvaluateOptions = sampler.greedy
       ? { logits: 'last', greedy: true }
       : { logits: 'last', logitsInto: new Float32Array(this.model.hparams.vocabSize) };
-    let r = await this.ctx.evaluate(ids, images, step);
+    const r = await this.ctx.evaluate(ids, images, step);
     this.turns++;
     this.openTurn = false;
     const prefillMs = performance.now() - t1;
+    const promptEnd = this.ctx.cached.llm;
+    const eot = this.model.vocab.eotId;
 
     const decoder = this.model.tokenizer.decoder();
     const tokens: number[] = [];
@@ -216,30 +218,63 @@ export class Session {
     let stopReason: AskResult['stopReason'] = 'maxTokens';
     let firstTokenAt = 0;
     const t2 = performance.now();
-    while (tokens.length < maxTokens) {
-      if (signal?.aborted) throw aborted();
-      const tok = r.argmax ? r.argmax[0]! : sampler.sample(r.logits, tokens);
-      if (!firstTokenAt) firstTokenAt = performance.now();
-      if (tok === this.model.vocab.eotId) {
-        stopReason = 'eos';
-        break;
+    let tok = r.argmax ? r.argmax[0]! : sampler.sample(r.logits, tokens);
+    // At temperature 0 the rest of the answer runs as one greedy run on the model's thread, a
+    // step ahead of this loop. It may evaluate up to maxTokens tokens, as the step-by-step loop
+    // does (the last answer token goes into the cache too); at a stop string it is rolled back
+    // to what that loop would have evaluated.
+    const run = sampler.greedy && tok !== eot && tok !== this.model.vocab.imageContextId && maxTokens > 1 && promptEnd < this.ctx.contextSize
+      ? this.ctx.greedyDecode(tok, { maxSteps: maxTokens, stopIds: [eot], ...(signal ? { signal } : {}) })
+      : undefined;
+    try {
+      for (;;) {
+        if (signal?.aborted) throw aborted();
+        if (!firstTokenAt) firstTokenAt = performance.now();
+        if (tok === eot) {
+          stopReason = 'eos';
+          break;
+        }
+        tokens.push(tok);
+        const { emit, stopped } = stopper.push(decoder.push(tok));
+        if (emit) {
+          text += emit;
+          options.onToken?.(emit, tok);
+          yield emit;
+        }
+        if (stopped) {
+          stopReason = 'stop';
+          break;
+        }
+        // Positions used if every token but this one has been evaluated.
+        if (promptEnd + tokens.length - 1 >= this.ctx.contextSize) {
+          stopReason = 'contextFull';
+          break;
+        }
+        if (run) {
+          let next: IteratorResult<number, undefined>;
+          try {
+            next = await run.next();
+          } catch (e) {
+            if (signal?.aborted) throw aborted();
+            throw e;
+          }
+          if (next.done) {
+            if (signal?.aborted) throw aborted();
+            throw new HovleError('INTERNAL', `the greedy run ended (${run.end}) before the answer did`);
+          }
+          // At maxTokens this last pick is taken only so that the token before it stays cached.
+          if (tokens.length >= maxTokens) break;
+          tok = next.value;
+        } else {
+          if (tokens.length >= maxTokens) {
+            await this.ctx.evaluate([tok], [], step);
+            break;
+          }
+          tok = sampler.sample((await this.ctx.evaluate([tok], [], step)).logits, tokens);
+        }
       }
-      tokens.push(tok);
-      const { emit, stopped } = stopper.push(decoder.push(tok));
-      if (emit) {
-        text += emit;
-        options.onToken?.(emit, tok);
-        yield emit;
-      }
-      if (stopped) {
-        stopReason = 'stop';
-        break;
-      }
-      if (this.ctx.cached.llm >= this.ctx.contextSize) {
-        stopReason = 'contextFull';
-        break;
-      }
-      r = await this.ctx.evaluate([tok], [], step);
+    } finally {
+      await run?.return();
     }
     if (stopReason !== 'stop') {
       const { emit, stopped } = stopper.finish(decoder.flush());

@@ -105,6 +105,20 @@ describe('greedy picks in the graph (ggml_argmax on the device)', () => {
       expect((await picked.evaluate([tok], [], { logits: 'last', greedy: true })).argmax![0], `step ${step}`).toBe(want);
       tok = want;
     }
+    // The same steps as one greedy run on the device's thread (ModelContext.greedyDecode), from
+    // the prompt again: the same picks, and the cache left as the step-by-step context's.
+    await picked.rewind(ids.length);
+    const run: number[] = [];
+    for await (const id of picked.greedyDecode(b.argmax![1]!, { maxSteps: 8 })) run.push(id);
+    await plain.rewind(ids.length);
+    tok = b.argmax![1]!;
+    const steps: number[] = [];
+    for (let step = 0; step < 8; step++) {
+      tok = first((await plain.evaluate([tok], [], { logits: 'last' })).logits, 0);
+      steps.push(tok);
+    }
+    expect(run).toEqual(steps);
+    expect(picked.cached.llm).toBe(plain.cached.llm);
     plain.dispose();
     picked.dispose();
   });

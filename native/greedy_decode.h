@@ -1,0 +1,31 @@
+// Greedy generation as one task on the model's thread: each step evaluates the previous pick and
+// takes the next one in the graph, and the picks reach JS through a thread-safe callback while
+// the next step already runs.
+//
+// Why: with one evaluate() per token, every step waits for a round trip through the event loop
+// (task queued, promise settled, JS picks up the token, next task queued). On a GPU a step is
+// ~2 ms and that hop was a measurable part of it (~0.4-0.6 ms of host work per step on the H200,
+// cc787db); llama-bench and llama.cpp's own loops have no such hop.
+#pragma once
+
+#include <napi.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "model.h"
+
+namespace hovle {
+
+// Starts the run: evaluates `first` at the context's current end, then each pick in turn, for at
+// most `max_steps` evaluations. Ends after a pick found in `stop_ids` (not evaluated), when the
+// cache is full, or when stop() is called (checked between steps). `on_pick(index, id)` is called
+// on the JS thread for each pick, in order; the promise's result also lists every pick, because
+// callbacks may arrive after it settles. Returns {promise, stop}; the promise resolves with
+// {picks: Int32Array, reason, error?}, where a failed step's error (a hovle::Error, e.g. an id the
+// cache cannot take) comes after the picks made before it instead of rejecting them away.
+Napi::Value QueueGreedyDecode(Napi::Env env, std::shared_ptr<Context> ctx, int32_t first, int max_steps,
+                              std::vector<int32_t> stop_ids, Napi::Function on_pick);
+
+}  // namespace hovle

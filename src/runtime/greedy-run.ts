@@ -1,0 +1,179 @@
+// Greedy generation running on the model's thread (native/greedy_decode.h), seen from JS as an
+// async iterator of picks. The native loop goes on to the next step while JS handles a pick, so
+// no step waits for the event loop; what the consumer did not take is rolled back when it stops.
+import { HovleError } from '../errors.js';
+import type { NativeContext, NativeGreedyResult } from '../native/addon.js';
+
+export interface GreedyDecodeOptions {
+  /** Evaluations at most: `first` is the first of them, and each one yields a pick. */
+  maxSteps: number;
+  /** Ids that end the run: yielded, never evaluated (an end-of-turn id, say). */
+  stopIds?: readonly number[];
+  signal?: AbortSignal;
+}
+
+/** What a run needs of its context. @internal */
+export interface GreedyHost {
+  /** Runs `fn` in the context's call queue. */
+  serial(fn: () => Promise<void>): Promise<void>;
+  native(): NativeContext;
+  /** Queued calls started so far. */
+  callsStarted(): number;
+}
+
+/** Why a run ended. */
+export type GreedyEnd = 'maxSteps' | 'stopId' | 'contextFull' | 'stopped';
+
+/**
+ * The picks of a greedy run, in order. The run evaluates `first`, then each pick it yields but
+ * the last. Once the consumer stops (break out of `for await`, or return()), the cache holds
+ * `first` and the picks taken before the last one taken: one position per pick taken. Picks the
+ * native loop made ahead of the consumer are rolled back, so what is cached never depends on
+ * timing. (Calls queued behind the run see the cache as the consumer left it when it stopped
+ * before the run ended; when it stops later and such a call has run since, nothing is rolled
+ * back, because that would take the call's tokens too.) A failed step (an id the cache cannot take, say) throws after the picks made before it.
+ */
+export class GreedyRun implements AsyncIterableIterator<number> {
+  private readonly picks: number[] = [];
+  private taken = 0;
+  private settled = false;
+  private reason: GreedyEnd | undefined;
+  private failure: unknown;
+  /** ABORTED or DISPOSED: thrown by next() at once, ahead of picks not yet taken. */
+  private interrupted: HovleError | undefined;
+  private closed = false;
+  private wake: (() => void) | undefined;
+  private stopNative: (() => void) | undefined;
+  private stopAsked = false;
+  /** The run's slot in the context's call queue; settles (never rejects) when the run has. */
+  private slot: Promise<void> = Promise.resolve();
+  /** Rolls the cache back to `keep` picks past where the run started (queued as a call). */
+  private rollback: ((keep: number) => Promise<void>) | undefined;
+
+  /** @internal Use ModelContext.greedyDecode. */
+  constructor(private readonly host: GreedyHost, first: number, options: { maxSteps: number; stopIds: Int32Array; signal?: AbortSignal }) {
+    const { signal } = options;
+    const onAbort = () => this.interrupt(new HovleError('ABORTED', 'greedy decoding was aborted', { cause: signal?.reason }));
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+    this.slot = host.serial(async () => {
+      const c = host.native();
+      const base = { llm: c.nPast('llm'), embedding: c.nPast('embedding') };
+      const truncate = (keep: number) => {
+        c.truncate('llm', base.llm + keep);
+        c.truncate('embedding', base.embedding + keep);
+      };
+      const h = c.greedyDecode(first, options.maxSteps, options.stopIds, (i, id) => this.onPick(i, id));
+      this.stopNative = h.stop;
+      if (this.stopAsked) h.stop();
+      const r = await h.promise;
+      this.absorb(r);
+      if (this.closed) {
+        // The consumer stopped while the run went on: the cache it saw, before any call queued
+        // behind the run starts.
+        if (this.taken < r.picks.length) {
+          try {
+            truncate(this.taken);
+          } catch (e) {
+            ignoreDisposed(e);
+          }
+        }
+        return;
+      }
+      const slot = host.callsStarted();
+      // Later, from return(): only while no other call has run since (its tokens would go too).
+      this.rollback = (keep) => host.serial(async () => {
+        if (host.callsStarted() === slot + 1) truncate(keep);
+      });
+    }).catch((e: unknown) => {
+      this.failure = e;
+    }).finally(() => {
+      signal?.removeEventListener('abort', onAbort);
+      this.settled = true;
+      this.notify();
+    });
+  }
+
+  /** Why the run ended; undefined while it runs. */
+  get end(): GreedyEnd | undefined {
+    return this.reason;
+  }
+
+  /** Ends the run after the step in progress; picks already made are still yielded. */
+  stop(): void {
+    this.stopAsked = true;
+    this.stopNative?.();
+  }
+
+  async next(): Promise<IteratorResult<number, undefined>> {
+    for (;;) {
+      if (this.interrupted) {
+        // for-await does not call return() when next() throws: roll back here.
+        await this.return();
+        throw this.interrupted;
+      }
+      if (this.taken < this.picks.length) {
+        this.host.native(); // DISPOSED once the context is, even for picks made before
+        return { value: this.picks[this.taken++]!, done: false };
+      }
+      if (this.settled) {
+        const e = this.failure;
+        this.failure = undefined;
+        if (e !== undefined) throw e;
+        return { value: undefined, done: true };
+      }
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+
+  /** Stops the run and rolls the cache back to the picks taken; resolves when that is done. */
+  async return(): Promise<IteratorResult<number, undefined>> {
+    if (!this.closed) {
+      this.closed = true;
+      this.stop();
+      await this.slot;
+      // The run settled before the consumer stopped: roll back what it made ahead.
+      if (this.rollback && this.taken < this.picks.length) await this.rollback(this.taken).catch(ignoreDisposed);
+    }
+    return { value: undefined, done: true };
+  }
+
+  /** @internal Settles (never rejects) when the native run has, rollback included. */
+  get finished(): Promise<void> {
+    return this.slot;
+  }
+
+  /** @internal Ends the run with `error` (its context was disposed, say). */
+  interrupt(error: HovleError): void {
+    this.interrupted ??= error;
+    this.stop();
+    this.notify();
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  private onPick(index: number, id: number): void {
+    // Picks arrive in order; the result, which may come first, lists them all too.
+    if (index !== this.picks.length) return;
+    this.picks.push(id);
+    this.notify();
+  }
+
+  private absorb(r: NativeGreedyResult): void {
+    for (let i = this.picks.length; i < r.picks.length; i++) this.picks.push(r.picks[i]!);
+    if (r.reason === 'error') this.failure = r.error;
+    else this.reason = r.reason;
+  }
+
+  private notify(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+}
+
+function ignoreDisposed(e: unknown): void {
+  if (!(e instanceof HovleError && e.code === 'DISPOSED')) throw e;
+}

@@ -1,0 +1,223 @@
+// ModelContext.greedyDecode: greedy generation as one task on the model's thread (the picks
+// handed to JS while the next step runs). Checked against the reference's greedy continuations
+// (test/fixtures/<variant>/golden, copied from the shared fixtures) and against the same steps
+// taken one evaluate() at a time, including what stays cached when the consumer stops early
+// while the native loop has run ahead.
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { convertCheckpoint } from '../src/convert/convert.js';
+import { HovleModel, type ModelContext } from '../src/runtime/model.js';
+import type { GreedyRun } from '../src/runtime/greedy-run.js';
+import { goldenCases, goldenI32, maxAbs, type Variant } from './helpers/golden.js';
+import { tempDir, TINY, TINY_POST } from './helpers/tmp.js';
+
+const dir = tempDir('greedy-run');
+const models: Partial<Record<Variant, HovleModel>> = {};
+
+beforeAll(async () => {
+  for (const [v, hf] of [['hovle-tiny', TINY], ['hovle-tiny-post', TINY_POST]] as const) {
+    const path = join(dir, `${v}.gguf`);
+    await convertCheckpoint(hf, path, { type: 'f32' });
+    models[v] = await HovleModel.load(path);
+  }
+});
+afterAll(() => Object.values(models).forEach((m) => m!.dispose()));
+
+const tiny = () => models['hovle-tiny']!;
+const textCase = (v: Variant) => goldenCases(v).find((c) => c.name === 'text_only_en')!;
+
+/** A context holding the text_only_en prompt, and the pick at its last position. */
+async function prompted(v: Variant, contextSize = 512): Promise<{ ctx: ModelContext; first: number; base: number }> {
+  const ids = goldenI32(v, textCase(v), 'input_ids');
+  const ctx = await models[v]!.createContext({ contextSize, kvType: 'f32' });
+  const r = await ctx.evaluate(ids, [], { logits: 'last', greedy: true });
+  return { ctx, first: r.argmax![0]!, base: ids.length };
+}
+
+async function take(run: GreedyRun, n: number): Promise<number[]> {
+  const out: number[] = [];
+  for await (const id of run) {
+    out.push(id);
+    if (out.length === n) break;
+  }
+  return out;
+}
+
+/** The logits after evaluating `ids` one at a time on top of `ctx`. */
+async function stepLogits(ctx: ModelContext, ids: number[]): Promise<Float32Array> {
+  let logits: Float32Array = new Float32Array(0);
+  for (const id of ids) logits = (await ctx.evaluate([id], [], { logits: 'last' })).logits;
+  return logits;
+}
+
+function maxDiff(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
+  return d;
+}
+
+const until = async (cond: () => boolean) => {
+  while (!cond()) await new Promise((r) => setTimeout(r, 2));
+};
+
+describe('greedyDecode', () => {
+  for (const v of ['hovle-tiny', 'hovle-tiny-post'] as const) {
+    it(`${v}: the picks are the reference's greedy continuation`, async () => {
+      const g = textCase(v).greedy!;
+      const { ctx, first, base } = await prompted(v);
+      expect(first).toBe(g.ids[0]);
+      const run = ctx.greedyDecode(first, { maxSteps: g.ids.length - 1, stopIds: [g.eos_id] });
+      const picks: number[] = [];
+      for await (const id of run) picks.push(id);
+      expect([first, ...picks]).toEqual(g.ids);
+      expect(run.end).toBe(g.ids.includes(g.eos_id) ? 'stopId' : 'maxSteps');
+      // Every pick but a stop id was evaluated after `first`.
+      expect(ctx.cached.llm).toBe(base + picks.length);
+      ctx.dispose();
+    });
+  }
+
+  it('leaves the cache as the same steps taken one evaluate() at a time', async () => {
+    const a = await prompted('hovle-tiny');
+    const b = await prompted('hovle-tiny');
+    const picks = await take(a.ctx.greedyDecode(a.first, { maxSteps: 12 }), 12);
+    expect(a.ctx.cached.llm).toBe(a.base + 12);
+    // The cache holds first and the 11 picks before the last; the last one's logits compared.
+    const steps: number[] = [];
+    let tok = b.first;
+    for (let i = 0; i < 12; i++) {
+      const r = await b.ctx.evaluate([tok], [], { logits: 'last', greedy: true });
+      tok = r.argmax![0]!;
+      steps.push(tok);
+    }
+    expect(picks).toEqual(steps);
+    expect(maxDiff(await stepLogits(a.ctx, [picks[11]!]), await stepLogits(b.ctx, [picks[11]!]))).toBeLessThan(1e-5);
+    a.ctx.dispose();
+    b.ctx.dispose();
+  });
+
+  it('stopping early rolls back what the native loop made ahead, whether it had finished or not', async () => {
+    const ref = await prompted('hovle-tiny');
+    const all = await take(ref.ctx.greedyDecode(ref.first, { maxSteps: 40 }), 40);
+    const expectAfter = async (ctx: ModelContext, base: number, taken: number, first: number) => {
+      expect(ctx.cached.llm).toBe(base + taken);
+      const fresh = await prompted('hovle-tiny');
+      const want = await stepLogits(fresh.ctx, [first, ...all.slice(0, taken)]);
+      expect(maxDiff(await stepLogits(ctx, [all[taken - 1]!]), want)).toBeLessThan(1e-5);
+      fresh.ctx.dispose();
+    };
+
+    // Settled first: the rollback is queued by return().
+    const a = await prompted('hovle-tiny');
+    const runA = a.ctx.greedyDecode(a.first, { maxSteps: 40 });
+    expect(await runA.next()).toEqual({ value: all[0], done: false });
+    expect(await runA.next()).toEqual({ value: all[1], done: false });
+    await until(() => runA.end !== undefined);
+    await runA.return();
+    await expectAfter(a.ctx, a.base, 2, a.first);
+
+    // Still running, with a call queued behind it: the rollback happens before that call.
+    const b = await prompted('hovle-tiny', 4096);
+    const runB = b.ctx.greedyDecode(b.first, { maxSteps: 4000 });
+    const got = [(await runB.next()).value, (await runB.next()).value, (await runB.next()).value];
+    expect(got).toEqual(all.slice(0, 3));
+    // Let the native loop get well ahead (a tiny-model step is ~1 ms; 4000 steps would take seconds).
+    await new Promise((r) => setTimeout(r, 30));
+    const queued = b.ctx.evaluate([all[2]!], [], { logits: 'last' });
+    await runB.return();
+    expect(runB.end).toBe('stopped');
+    const fresh = await prompted('hovle-tiny');
+    expect(maxDiff((await queued).logits, await stepLogits(fresh.ctx, [b.first, ...all.slice(0, 3)]))).toBeLessThan(1e-5);
+    expect(b.ctx.cached.llm).toBe(b.base + 4);
+    fresh.ctx.dispose();
+
+    // Stopped after the run ended and another call ran: that call's token is not taken away.
+    const c = await prompted('hovle-tiny');
+    const runC = c.ctx.greedyDecode(c.first, { maxSteps: 6 });
+    await runC.next();
+    await until(() => runC.end !== undefined);
+    await c.ctx.evaluate([all[5]!], [], { logits: 'last' });
+    await runC.return();
+    expect(c.ctx.cached.llm).toBe(c.base + 7);
+    for (const x of [ref, a, b, c]) x.ctx.dispose();
+  });
+
+  it('ends at a stop id (yielded, not evaluated), at maxSteps, and at a full cache', async () => {
+    const ref = await prompted('hovle-tiny');
+    const all = await take(ref.ctx.greedyDecode(ref.first, { maxSteps: 10 }), 10);
+    // A stop id that first appears at pick k ends the run there.
+    const k = all.findIndex((id, i) => i >= 2 && all.indexOf(id) === i);
+    const s = await prompted('hovle-tiny');
+    const run = s.ctx.greedyDecode(s.first, { maxSteps: 10, stopIds: [all[k]!] });
+    expect(await take(run, 100)).toEqual(all.slice(0, k + 1));
+    expect(run.end).toBe('stopId');
+    expect(s.ctx.cached.llm).toBe(s.base + k + 1);
+
+    const m = await prompted('hovle-tiny');
+    const runM = m.ctx.greedyDecode(m.first, { maxSteps: 5 });
+    expect(await take(runM, 100)).toEqual(all.slice(0, 5));
+    expect(runM.end).toBe('maxSteps');
+    expect(m.ctx.cached.llm).toBe(m.base + 5);
+
+    const f = await prompted('hovle-tiny', textCase('hovle-tiny').seqLen + 3);
+    const runF = f.ctx.greedyDecode(f.first, { maxSteps: 10 });
+    expect(await take(runF, 100)).toEqual(all.slice(0, 3));
+    expect(runF.end).toBe('contextFull');
+    expect(f.ctx.cached.llm).toBe(f.ctx.contextSize);
+    for (const c of [ref, s, m, f]) c.ctx.dispose();
+  });
+
+  it('an AbortSignal ends the run with ABORTED and rolls back to the picks taken', async () => {
+    const a = await prompted('hovle-tiny', 4096);
+    const controller = new AbortController();
+    const run = a.ctx.greedyDecode(a.first, { maxSteps: 4000, signal: controller.signal });
+    const got: number[] = [];
+    await expect((async () => {
+      for await (const id of run) {
+        got.push(id);
+        if (got.length === 2) controller.abort(new Error('enough'));
+      }
+    })()).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(got.length).toBe(2);
+    expect(a.ctx.cached.llm).toBe(a.base + 2);
+    // Still usable, and an already-aborted signal starts nothing.
+    expect((await a.ctx.evaluate([got[1]!], [], { logits: 'last', greedy: true })).argmax!.length).toBe(1);
+    await expect(a.ctx.greedyDecode(a.first, { maxSteps: 3, signal: controller.signal }).next()).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(a.ctx.cached.llm).toBe(a.base + 3);
+    a.ctx.dispose();
+  });
+
+  it('refuses bad arguments before any work, and a disposed context', async () => {
+    const a = await prompted('hovle-tiny');
+    const m = tiny();
+    const V = m.hparams.vocabSize;
+    for (const first of [-1, V, 1.5, Number.NaN]) expect(() => a.ctx.greedyDecode(first, { maxSteps: 2 })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => a.ctx.greedyDecode(m.vocab.imageContextId, { maxSteps: 2 })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    for (const maxSteps of [0, -1, 2.5, 2 ** 31]) expect(() => a.ctx.greedyDecode(a.first, { maxSteps })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => a.ctx.greedyDecode(a.first, { maxSteps: 2, stopIds: [V] })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(a.ctx.cached.llm).toBe(a.base);
+
+    // Disposed while a run is going: the run stops after its step (it would otherwise go on to
+    // maxSteps on a context nobody can use), next() says DISPOSED, nothing crashes.
+    const b = await prompted('hovle-tiny', 4096);
+    const run = b.ctx.greedyDecode(b.first, { maxSteps: 4000 });
+    await run.next();
+    b.ctx.dispose();
+    await expect(run.next()).rejects.toMatchObject({ code: 'DISPOSED' });
+    await run.finished;
+    expect(run.end).toBe('stopped');
+    expect(() => b.ctx.greedyDecode(b.first, { maxSteps: 2 })).toThrow(expect.objectContaining({ code: 'DISPOSED' }));
+    // Disposed after the run ended: the picks it made are not handed out any more.
+    const d = await prompted('hovle-tiny');
+    const ended = d.ctx.greedyDecode(d.first, { maxSteps: 4 });
+    await ended.next();
+    await ended.finished;
+    d.ctx.dispose();
+    await expect(ended.next()).rejects.toMatchObject({ code: 'DISPOSED' });
+    // The model and its other contexts carry on.
+    expect(maxAbs((await a.ctx.evaluate([a.first], [], { logits: 'last' })).logits)).toBeGreaterThan(0);
+    a.ctx.dispose();
+  });
+});

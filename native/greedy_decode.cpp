@@ -15,7 +15,7 @@ class GreedyDecodeTask : public ThreadTask {
  public:
   GreedyDecodeTask(Napi::Env env, std::shared_ptr<Context> ctx, int32_t first, int max_steps,
                    std::vector<int32_t> stop_ids, Napi::Function on_pick, std::shared_ptr<std::atomic<bool>> stop)
-      : ThreadTask(env), ctx_(std::move(ctx)), first_(first), max_steps_(max_steps),
+      : ThreadTask(env), ctx_(std::move(ctx)), tok_(first), max_steps_(max_steps),
         stop_ids_(std::move(stop_ids)), stop_(std::move(stop)) {
     picks_.reserve(static_cast<size_t>(std::min(max_steps_, 4096)));
     on_pick_ = Napi::ThreadSafeFunction::New(env, on_pick, "hovle.greedyPick", 0, 1);
@@ -23,32 +23,61 @@ class GreedyDecodeTask : public ThreadTask {
   ~GreedyDecodeTask() override { on_pick_.Release(); }
 
  protected:
+  // The whole run at once (ThreadTask calls RunSlice instead).
   void Run() override {
-    std::unique_lock<std::mutex> lock(ctx_->busy, std::try_to_lock);
-    if (!lock.owns_lock()) throw Error("BUSY", "this context is already computing; calls must not overlap");
+    while (!RunSlice()) {
+    }
+  }
+
+  // Steps until the run ends, or until another context's call is queued on the model's thread:
+  // then it goes first, between two steps, as it would between two evaluate() calls, and the run
+  // is queued again behind it. Sessions sharing a model take turns per token, as before.
+  bool RunSlice() override {
+    if (!lock_.owns_lock()) {
+      lock_ = std::unique_lock<std::mutex>(ctx_->busy, std::try_to_lock);
+      if (!lock_.owns_lock()) throw Error("BUSY", "this context is already computing; calls must not overlap");
+    }
+    // Held across slices (nothing may touch this context between them), released by the last
+    // one, on this thread, whichever way it ends.
+    bool done = true;
+    try {
+      done = Steps();
+    } catch (...) {
+      lock_.unlock();
+      throw;
+    }
+    if (done) lock_.unlock();
+    return done;
+  }
+
+  // True when the run has ended.
+  bool Steps() {
     Context& ctx = *ctx_;
-    int32_t tok = first_;
-    reason_ = "maxSteps";
-    for (int step = 0; step < max_steps_; ++step) {
+    TaskThread& thread = ctx.task_thread();
+    for (;;) {
+      if (step_ >= max_steps_) {
+        reason_ = "maxSteps";
+        return true;
+      }
       if (stop_->load(std::memory_order_relaxed)) {
         reason_ = "stopped";
-        break;
+        return true;
       }
       if (ctx.n_past(true) >= ctx.n_ctx(true) || ctx.n_past(false) >= ctx.n_ctx(false)) {
         reason_ = "contextFull";
-        break;
+        return true;
       }
       int32_t pick = -1;
       try {
-        ctx.Forward(&tok, 1, nullptr, 0, {}, nullptr, &pick);
+        ctx.Forward(&tok_, 1, nullptr, 0, {}, nullptr, &pick);
       } catch (const Error& e) {
         error_code_ = e.code();
         error_message_ = e.what();
         reason_ = "error";
-        break;
+        return true;
       }
       picks_.push_back(pick);
-      const int index = step;
+      const int index = step_++;
       // The queue is unbounded, so this never blocks the step loop; it fails only once the JS
       // environment is shutting down, and then nobody is waiting for the pick.
       on_pick_.NonBlockingCall([index, pick](Napi::Env env, Napi::Function fn) {
@@ -56,9 +85,10 @@ class GreedyDecodeTask : public ThreadTask {
       });
       if (std::find(stop_ids_.begin(), stop_ids_.end(), pick) != stop_ids_.end()) {
         reason_ = "stopId";
-        break;
+        return true;
       }
-      tok = pick;
+      tok_ = pick;
+      if (thread.HasWaiting()) return false;
     }
   }
 
@@ -74,8 +104,10 @@ class GreedyDecodeTask : public ThreadTask {
 
  private:
   std::shared_ptr<Context> ctx_;
-  int32_t first_;
+  int32_t tok_;  // the next token to evaluate
   int max_steps_;
+  int step_ = 0;
+  std::unique_lock<std::mutex> lock_;
   std::vector<int32_t> stop_ids_;
   std::shared_ptr<std::atomic<bool>> stop_;
   Napi::ThreadSafeFunction on_pick_;

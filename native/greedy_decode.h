@@ -20,7 +20,9 @@ namespace hovle {
 
 // Starts the run: evaluates `first` at the context's current end, then each pick in turn, for at
 // most `max_steps` evaluations. Ends after a pick found in `stop_ids` (not evaluated), when the
-// cache is full, or when stop() is called (checked between steps). `on_pick(index, id)` is called
+// cache is full, or when stop() is called (checked between steps). When another context's call
+// is queued on the model's thread the run lets it go first between two steps, so sessions sharing
+// a model still take turns token by token. `on_pick(index, id)` is called
 // on the JS thread for each pick, in order; the promise's result also lists every pick, because
 // callbacks may arrive after it settles. Returns {promise, stop}; the promise resolves with
 // {picks: Int32Array, reason, error?}, where a failed step's error (a hovle::Error, e.g. an id the

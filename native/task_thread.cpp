@@ -27,6 +27,11 @@ void TaskThread::Post(std::function<void()> fn) {
   state_->cv.notify_one();
 }
 
+bool TaskThread::HasWaiting() const {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  return !state_->queue.empty();
+}
+
 void TaskThread::Loop(std::shared_ptr<State> state) {
   while (true) {
     std::function<void()> fn;
@@ -48,29 +53,37 @@ ThreadTask::ThreadTask(Napi::Env env) : deferred_(Napi::Promise::Deferred::New(e
 
 Napi::Promise ThreadTask::Queue(TaskThread& thread) {
   Napi::Promise promise = deferred_.Promise();
-  thread.Post([this] {
-    try {
-      Run();
-    } catch (const Error& e) {
-      failed_ = true;
-      code_ = e.code();
-      message_ = e.what();
-    } catch (const std::bad_alloc&) {
-      failed_ = true;
-      code_ = "OUT_OF_MEMORY";
-      message_ = "out of memory";
-    } catch (const std::exception& e) {
-      failed_ = true;
-      code_ = "INTERNAL";
-      message_ = e.what();
-    }
-    // Settle() deletes the task on the JS thread, possibly before BlockingCall returns here:
-    // use a copy of the handle, never a member, from this point on.
-    Napi::ThreadSafeFunction tsfn = tsfn_;
-    tsfn.BlockingCall(this, [](Napi::Env env, Napi::Function, ThreadTask* task) { task->Settle(env); });
-    tsfn.Release();
-  });
+  // The thread outlives the task: it belongs to the model, which the task's context holds.
+  thread.Post([this, &thread] { Step(thread); });
   return promise;
+}
+
+void ThreadTask::Step(TaskThread& thread) {
+  bool done = true;
+  try {
+    done = RunSlice();
+  } catch (const Error& e) {
+    failed_ = true;
+    code_ = e.code();
+    message_ = e.what();
+  } catch (const std::bad_alloc&) {
+    failed_ = true;
+    code_ = "OUT_OF_MEMORY";
+    message_ = "out of memory";
+  } catch (const std::exception& e) {
+    failed_ = true;
+    code_ = "INTERNAL";
+    message_ = e.what();
+  }
+  if (!done) {
+    thread.Post([this, &thread] { Step(thread); });
+    return;
+  }
+  // Settle() deletes the task on the JS thread, possibly before BlockingCall returns here:
+  // use a copy of the handle, never a member, from this point on.
+  Napi::ThreadSafeFunction tsfn = tsfn_;
+  tsfn.BlockingCall(this, [](Napi::Env env, Napi::Function, ThreadTask* task) { task->Settle(env); });
+  tsfn.Release();
 }
 
 void ThreadTask::Settle(Napi::Env env) {

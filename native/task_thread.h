@@ -30,11 +30,13 @@ class TaskThread {
   TaskThread& operator=(const TaskThread&) = delete;
 
   void Post(std::function<void()> fn);
+  // Whether a task is queued behind the one running: a long task (a greedy run) lets it go first.
+  bool HasWaiting() const;
 
  private:
   // Shared with the thread itself, which may outlive this object (see the destructor).
   struct State {
-    std::mutex mutex;
+    mutable std::mutex mutex;
     std::condition_variable cv;
     std::deque<std::function<void()>> queue;
     bool stop = false;
@@ -56,9 +58,17 @@ class ThreadTask {
 
  protected:
   virtual void Run() = 0;
+  // Does some of the work; false means "queue me again behind the tasks waiting now" (a long
+  // task sharing the thread with other contexts' calls). The default does all of Run().
+  virtual bool RunSlice() {
+    Run();
+    return true;
+  }
   virtual Napi::Value Result(Napi::Env env) = 0;
 
  private:
+  // One slice on the thread; re-posts itself until the task is done, then settles.
+  void Step(TaskThread& thread);
   void Settle(Napi::Env env);
 
   Napi::Promise::Deferred deferred_;

@@ -189,6 +189,30 @@ describe('greedyDecode', () => {
     a.ctx.dispose();
   });
 
+  it("another context's call on the same model runs between two steps, not after the run", async () => {
+    // Sessions sharing a model took turns token by token when each step was an evaluate(); a run
+    // keeps that by letting a call queued on the model's thread go first between two steps.
+    const a = await prompted('hovle-tiny', 4096);
+    const b = await tiny().createContext({ contextSize: 512, kvType: 'f32' });
+    const run = a.ctx.greedyDecode(a.first, { maxSteps: 400 });
+    let taken = 0;
+    await run.next();
+    taken++;
+    let takenWhenB = -1;
+    const ids = goldenI32('hovle-tiny', textCase('hovle-tiny'), 'input_ids');
+    const other = b.evaluate(ids, [], { logits: 'last', greedy: true }).then((r) => {
+      takenWhenB = taken;
+      return r.argmax![0];
+    });
+    for await (const _ of run) taken++;
+    expect(await other).toBe(a.first);
+    expect(taken).toBe(400);
+    // Without turns it would resolve after all 400 picks (a tiny-model step is ~0.4 ms).
+    expect(takenWhenB).toBeLessThan(100);
+    a.ctx.dispose();
+    b.dispose();
+  });
+
   it('refuses bad arguments before any work, and a disposed context', async () => {
     const a = await prompted('hovle-tiny');
     const m = tiny();

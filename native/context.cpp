@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include "cpu_compute.h"
 #include "errors.h"
 #include "huge_pages.h"
 #include "memory.h"
@@ -310,7 +311,15 @@ ggml_tensor* Context::BuildShuffleProject(ggml_context* ctx, ggml_tensor* patche
 }
 
 void Context::Compute(ggml_cgraph* graph) {
-  if (ggml_backend_sched_graph_compute(sched_, graph) != GGML_STATUS_SUCCESS) {
+  ggml_status status = GGML_STATUS_FAILED;
+  // CPU-only contexts share one compute thread across models (cpu_compute.h); a device's calls
+  // stay on the model's own thread (ggml-vulkan on lavapipe needs that, see task_thread.h).
+  if (backend_ == nullptr) {
+    RunOnCpuComputeThread([&] { status = ggml_backend_sched_graph_compute(sched_, graph); });
+  } else {
+    status = ggml_backend_sched_graph_compute(sched_, graph);
+  }
+  if (status != GGML_STATUS_SUCCESS) {
     throw Error("COMPUTE_FAILED", "the backend failed to compute the graph");
   }
 }

@@ -1,0 +1,21 @@
+// Graph computes of CPU-only contexts, from every model in the process, run on one thread.
+//
+// Why: ggml's CPU backend parallelises with OpenMP, and libgomp gives each thread that opens a
+// parallel region a team of its own. With a team per model thread, libgomp counts more threads
+// than cores once two models have computed, and from then on throttles the spin-wait at every
+// barrier almost to nothing (futex sleeps instead). Measured on this project's 2-core machine:
+// Q4_0 decode fell from 14.4 to 10.1 tok/s once a second (tiny) model had run once in the same
+// process; OMP_WAIT_POLICY=active restores it but keeps a core spinning while idle. One master
+// thread for all CPU graphs keeps one team. The graphs of several CPU models could not run in
+// parallel to any gain anyway: each takes every core.
+#pragma once
+
+#include <functional>
+
+namespace hovle {
+
+// Runs `fn` on the shared CPU compute thread and waits for it; an exception it throws is
+// rethrown here. Must not be called from that thread.
+void RunOnCpuComputeThread(const std::function<void()>& fn);
+
+}  // namespace hovle

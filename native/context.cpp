@@ -183,7 +183,7 @@ void Context::Release() {
 Context::~Context() { Release(); }
 
 void Context::Truncate(bool llm, int n) {
-  int& past = llm ? n_past_llm_ : n_past_emb_;
+  std::atomic<int>& past = llm ? n_past_llm_ : n_past_emb_;
   if (n < 0 || n > past) throw Error("INVALID_ARGUMENT", "truncate beyond the cached length");
   past = n;
 }
@@ -201,8 +201,8 @@ void Context::CopyCacheFrom(const Context& other) {
       ggml_backend_tensor_copy(src.v[i], dst.v[i]);
     }
   }
-  n_past_emb_ = other.n_past_emb_;
-  n_past_llm_ = other.n_past_llm_;
+  n_past_emb_ = other.n_past_emb_.load();
+  n_past_llm_ = other.n_past_llm_.load();
 }
 
 float Context::RopeBase(const SegmentHParams& s, int n_total) const {
@@ -670,7 +670,7 @@ ggml_cgraph* Context::KeptForwardGraph(int nb, int n_out, bool pick) {
   const float base_llm = RopeBase(hp.llm, n_past_llm_ + nb);
   // Without flash attention V is written through a view at n_past (BuildAttention), so the
   // graph holds the position itself.
-  const int at = opts_.flash_attn ? -1 : n_past_llm_;
+  const int at = opts_.flash_attn ? -1 : n_past_llm_.load();
   KeptForward& k = kept_;
   if (k.ctx && k.epoch == alloc_epoch_ && k.nb == nb && k.n_out == n_out && k.pick == pick && k.n_kv_emb == n_kv_emb &&
       k.n_kv_llm == n_kv_llm && k.base_emb == base_emb && k.base_llm == base_llm && k.at == at &&

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <exception>
+#include <new>
 #include <string>
 #include <utility>
 
@@ -34,7 +36,7 @@ class GreedyDecodeTask : public ThreadTask {
   // is queued again behind it. Sessions sharing a model take turns per token, as before.
   bool RunSlice() override {
     if (!lock_.owns_lock()) {
-      lock_ = std::unique_lock<std::mutex>(ctx_->busy, std::try_to_lock);
+      lock_ = std::unique_lock<BusyFlag>(ctx_->busy, std::try_to_lock);
       if (!lock_.owns_lock()) throw Error("BUSY", "this context is already computing; calls must not overlap");
     }
     // Held across slices (nothing may touch this context between them), released by the last
@@ -71,10 +73,13 @@ class GreedyDecodeTask : public ThreadTask {
       try {
         ctx.Forward(&tok_, 1, nullptr, 0, {}, nullptr, &pick);
       } catch (const Error& e) {
-        error_code_ = e.code();
-        error_message_ = e.what();
-        reason_ = "error";
-        return true;
+        return Fail(e.code(), e.what());
+      } catch (const std::bad_alloc&) {
+        return Fail("OUT_OF_MEMORY", "out of memory");
+      } catch (const std::exception& e) {
+        // Any failure comes back with the picks made before it (the promise's result lists
+        // them): a rejection could reach JS ahead of their callbacks and lose them.
+        return Fail("INTERNAL", e.what());
       }
       picks_.push_back(pick);
       const int index = step_++;
@@ -92,6 +97,13 @@ class GreedyDecodeTask : public ThreadTask {
     }
   }
 
+  bool Fail(std::string code, std::string message) {
+    error_code_ = std::move(code);
+    error_message_ = std::move(message);
+    reason_ = "error";
+    return true;
+  }
+
   Napi::Value Result(Napi::Env env) override {
     Napi::Object o = Napi::Object::New(env);
     Napi::Int32Array picks = Napi::Int32Array::New(env, picks_.size());
@@ -107,7 +119,7 @@ class GreedyDecodeTask : public ThreadTask {
   int32_t tok_;  // the next token to evaluate
   int max_steps_;
   int step_ = 0;
-  std::unique_lock<std::mutex> lock_;
+  std::unique_lock<BusyFlag> lock_;
   std::vector<int32_t> stop_ids_;
   std::shared_ptr<std::atomic<bool>> stop_;
   Napi::ThreadSafeFunction on_pick_;

@@ -142,6 +142,18 @@ struct ContextOptions {
   uint64_t memory_limit = 0;  // as LoadOptions::memory_limit
 };
 
+// A try-only lock for Context::busy (std::unique_lock with std::try_to_lock). Not a std::mutex:
+// a greedy run holds it across its slices, and a try_lock from the thread that already owns a
+// std::mutex is undefined; here it simply fails.
+class BusyFlag {
+ public:
+  bool try_lock() { return !held_.exchange(true, std::memory_order_acquire); }
+  void unlock() { held_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> held_{false};
+};
+
 // One conversation's state: a KV cache per segment and a scheduler. Calls must not overlap
 // (the JS layer queues them); `busy` turns a violation into an error instead of corruption.
 class Context {
@@ -187,7 +199,7 @@ class Context {
   size_t kv_bytes() const { return kv_bytes_; }
   size_t compute_bytes() const { return compute_bytes_; }
 
-  std::mutex busy;
+  BusyFlag busy;
 
  private:
   struct Kv {
@@ -265,8 +277,9 @@ class Context {
   std::vector<ggml_context*> kv_ctx_;
   std::vector<ggml_backend_buffer_t> kv_buf_;
   Kv kv_emb_, kv_llm_;
-  int n_past_emb_ = 0;
-  int n_past_llm_ = 0;
+  // Atomic: the JS thread reads them (nPast) while a greedy run advances them.
+  std::atomic<int> n_past_emb_{0};
+  std::atomic<int> n_past_llm_{0};
   std::vector<uint8_t> graph_mem_;
   size_t kv_bytes_ = 0;
   size_t compute_bytes_ = 0;

@@ -179,7 +179,7 @@ class ComputeWorker : public ThreadTask {
 
  protected:
   void Run() override {
-    std::unique_lock<std::mutex> lock(ctx_->busy, std::try_to_lock);
+    std::unique_lock<BusyFlag> lock(ctx_->busy, std::try_to_lock);
     if (!lock.owns_lock()) throw Error("BUSY", "this context is already computing; calls must not overlap");
     out_ = fn_(*ctx_);
   }
@@ -208,7 +208,7 @@ class CreateContextWorker : public ThreadTask {
   void Run() override {
     ctx_ = std::make_shared<Context>(model_, opts_);
     if (source_) {
-      std::unique_lock<std::mutex> lock(source_->busy, std::try_to_lock);
+      std::unique_lock<BusyFlag> lock(source_->busy, std::try_to_lock);
       if (!lock.owns_lock()) throw Error("BUSY", "cannot fork a context while it computes");
       ctx_->CopyCacheFrom(*source_);
     }
@@ -336,7 +336,7 @@ Napi::Value ContextWrap::Memory(const Napi::CallbackInfo& info) {
 
 Napi::Value ContextWrap::Truncate(const Napi::CallbackInfo& info) {
   std::shared_ptr<Context> c = Get(info.Env());
-  std::unique_lock<std::mutex> lock(c->busy, std::try_to_lock);
+  std::unique_lock<BusyFlag> lock(c->busy, std::try_to_lock);
   if (!lock.owns_lock()) throw MakeError(info.Env(), "BUSY", "cannot truncate while the context is computing");
   try {
     c->Truncate(info[0].ToString().Utf8Value() == "llm", static_cast<int>(info[1].As<Napi::Number>().Int32Value()));

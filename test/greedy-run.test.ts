@@ -213,6 +213,22 @@ describe('greedyDecode', () => {
     b.dispose();
   });
 
+  it('iterator protocol: next() calls queue, next() after return() is done, return() twice waits', async () => {
+    const ref = await prompted('hovle-tiny');
+    const all = await take(ref.ctx.greedyDecode(ref.first, { maxSteps: 8 }), 8);
+    const a = await prompted('hovle-tiny', 4096);
+    const run = a.ctx.greedyDecode(a.first, { maxSteps: 4000 });
+    // Three next() calls at once get the first three picks, in order.
+    expect((await Promise.all([run.next(), run.next(), run.next()])).map((r) => r.value)).toEqual(all.slice(0, 3));
+    const [r1, r2] = [run.return(), run.return()];
+    await r2;
+    expect(a.ctx.cached.llm).toBe(a.base + 3);
+    await r1;
+    expect(await run.next()).toEqual({ value: undefined, done: true });
+    expect(a.ctx.cached.llm).toBe(a.base + 3);
+    for (const c of [ref, a]) c.ctx.dispose();
+  });
+
   it('refuses bad arguments before any work, and a disposed context', async () => {
     const a = await prompted('hovle-tiny');
     const m = tiny();

@@ -119,6 +119,18 @@ describe('chat completions with the openai client', () => {
     expect(r.usage!.prompt_tokens).toBe(past.promptTokens + direct.stats.promptTokens);
   });
 
+  it('without max_tokens, temperature 0 generates until the model stops (as Session.ask does)', async () => {
+    // The server asks for Number.MAX_SAFE_INTEGER tokens then; the greedy run is bounded by the
+    // context's room instead (it once refused that many steps).
+    const r = await client(base).chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'What is this?' }], temperature: 0 });
+    const s = await Session.create(model, SESSION);
+    const direct = await s.ask('What is this?', { maxTokens: 1000 });
+    s.dispose();
+    expect(direct.stopReason).toBe('eos');
+    expect(r.choices[0]!.finish_reason).toBe('stop');
+    expect(r.choices[0]!.message.content).toBe(direct.text);
+  });
+
   it('/v1/models lists the model; /health reports ready', async () => {
     const list = await client(base).models.list();
     expect(list.data.map((m) => m.id)).toEqual(['tiny']);

@@ -94,6 +94,17 @@ describe('greedy picks on the device and on the host agree', () => {
     const device = await eos(false);
     expect(device.reason).toBe('eos');
     expect(await eos(true)).toEqual(device);
+    // No token limit (the server's default without max_tokens): the context's end stops it.
+    const full = async (host: boolean) => {
+      const s = await Session.create(m, { kvType: 'f32', contextSize: 140 });
+      const r = await s.ask('Hello', { maxTokens: Number.MAX_SAFE_INTEGER, ...(host ? { logitBias: { 5: 0 } } : {}) });
+      const out = { reason: r.stopReason, cached: s.cachedTokens, tokens: r.tokens };
+      s.dispose();
+      return out;
+    };
+    const filled = await full(false);
+    expect(filled.reason).toBe('contextFull');
+    expect(await full(true)).toEqual(filled);
   });
 
   it('greedy run: abort and dispose end the answer at once; the model carries on', async () => {
@@ -105,6 +116,15 @@ describe('greedy picks on the device and on the host agree', () => {
       s.ask('Tell me a long story.', { maxTokens: 200, signal: controller.signal, onToken: () => { if (++seen === 3) controller.abort(); } }),
     ).rejects.toMatchObject({ code: 'ABORTED' });
     expect(seen).toBe(3);
+    // The same cache as the host path aborted at the same token.
+    const h = await Session.create(m);
+    const hc = new AbortController();
+    let hs = 0;
+    await expect(
+      h.ask('Tell me a long story.', { maxTokens: 200, logitBias: { 5: 0 }, signal: hc.signal, onToken: () => { if (++hs === 3) hc.abort(); } }),
+    ).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(s.cachedTokens).toBe(h.cachedTokens);
+    h.dispose();
     expect((await s.ask('And now?', { maxTokens: 4 })).tokens.length).toBeGreaterThan(0);
     s.dispose();
     const d = await Session.create(m);

@@ -49,6 +49,9 @@ export class GreedyRun implements AsyncIterableIterator<number> {
   private slot: Promise<void> = Promise.resolve();
   /** Rolls the cache back to `keep` picks past where the run started (queued as a call). */
   private rollback: ((keep: number) => Promise<void>) | undefined;
+  /** next() calls run one after another (each may wait for a pick). */
+  private nextChain: Promise<unknown> = Promise.resolve();
+  private closing: Promise<void> | undefined;
 
   /** @internal Use ModelContext.greedyDecode. */
   constructor(private readonly host: GreedyHost, first: number, options: { maxSteps: number; stopIds: Int32Array; signal?: AbortSignal }) {
@@ -105,8 +108,16 @@ export class GreedyRun implements AsyncIterableIterator<number> {
     this.stopNative?.();
   }
 
-  async next(): Promise<IteratorResult<number, undefined>> {
+  next(): Promise<IteratorResult<number, undefined>> {
+    const r = this.nextChain.then(() => this.nextNow());
+    this.nextChain = r.catch(() => undefined);
+    return r;
+  }
+
+  private async nextNow(): Promise<IteratorResult<number, undefined>> {
     for (;;) {
+      // After return() the picks not taken are gone from the cache: none are handed out.
+      if (this.closed && !this.interrupted) return { value: undefined, done: true };
       if (this.interrupted) {
         // for-await does not call return() when next() throws: roll back here.
         await this.return();
@@ -128,17 +139,23 @@ export class GreedyRun implements AsyncIterableIterator<number> {
 
   /** Stops the run and rolls the cache back to the picks taken; resolves when that is done. */
   async return(): Promise<IteratorResult<number, undefined>> {
-    if (!this.closed) {
-      this.closed = true;
-      this.stop();
-      await this.slot;
-      // The run settled before the consumer stopped: roll back what it made ahead.
-      if (this.rollback && this.taken < this.picks.length) await this.rollback(this.taken).catch(ignoreDisposed);
-    }
+    this.closing ??= this.close();
+    await this.closing;
     return { value: undefined, done: true };
   }
 
-  /** @internal Settles (never rejects) when the native run has, rollback included. */
+  private async close(): Promise<void> {
+    this.closed = true;
+    this.stop();
+    await this.slot;
+    // The run settled before the consumer stopped: roll back what it made ahead.
+    if (this.rollback && this.taken < this.picks.length) await this.rollback(this.taken).catch(ignoreDisposed);
+  }
+
+  /**
+   * @internal Settles (never rejects) when the native run has, with the rollback of a consumer
+   * that stopped before that; return() resolves after any later rollback too.
+   */
   get finished(): Promise<void> {
     return this.slot;
   }

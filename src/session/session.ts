@@ -221,10 +221,12 @@ export class Session {
     let tok = r.argmax ? r.argmax[0]! : sampler.sample(r.logits, tokens);
     // At temperature 0 the rest of the answer runs as one greedy run on the model's thread, a
     // step ahead of this loop. It may evaluate up to maxTokens tokens, as the step-by-step loop
-    // does (the last answer token goes into the cache too); at a stop string it is rolled back
-    // to what that loop would have evaluated.
+    // does (the last answer token goes into the cache too), within the context's room; where
+    // this loop stops earlier (a stop string, an abort) the run is rolled back to what the
+    // step-by-step loop would have evaluated. The signal stays with this loop, which checks it
+    // where that loop did, so an abort leaves the same cache.
     const run = sampler.greedy && tok !== eot && tok !== this.model.vocab.imageContextId && maxTokens > 1 && promptEnd < this.ctx.contextSize
-      ? this.ctx.greedyDecode(tok, { maxSteps: maxTokens, stopIds: [eot], ...(signal ? { signal } : {}) })
+      ? this.ctx.greedyDecode(tok, { maxSteps: Math.min(maxTokens, this.ctx.contextSize - promptEnd), stopIds: [eot] })
       : undefined;
     try {
       for (;;) {
@@ -251,15 +253,11 @@ export class Session {
           break;
         }
         if (run) {
-          let next: IteratorResult<number, undefined>;
-          try {
-            next = await run.next();
-          } catch (e) {
-            if (signal?.aborted) throw aborted();
-            throw e;
-          }
+          const next = await run.next();
           if (next.done) {
-            if (signal?.aborted) throw aborted();
+            // The embedding module's cache can fill first (a small embeddingContextSize);
+            // evaluate() refuses the step then.
+            if (run.end === 'contextFull') throw new HovleError('CONTEXT_FULL', "the embedding module's cache is full");
             throw new HovleError('INTERNAL', `the greedy run ended (${run.end}) before the answer did`);
           }
           // At maxTokens this last pick is taken only so that the token before it stays cached.

@@ -1,8 +1,22 @@
 #include "errors.h"
 
+#include <new>
+
 #include "addon_data.h"
 
 namespace hovle {
+
+CaughtError DescribeCaught() {
+  try {
+    throw;
+  } catch (const Error& e) {
+    return {e.code(), e.what()};
+  } catch (const std::bad_alloc&) {
+    return {"OUT_OF_MEMORY", "out of memory"};
+  } catch (const std::exception& e) {
+    return {"INTERNAL", e.what()};
+  }
+}
 
 void RegisterErrorClass(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsFunction()) {

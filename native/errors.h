@@ -18,6 +18,15 @@ class Error : public std::runtime_error {
   std::string code_;
 };
 
+// The code and message a caught std::exception crosses into JS with: a hovle::Error keeps its
+// code, std::bad_alloc is OUT_OF_MEMORY, anything else INTERNAL. Call it inside a
+// `catch (const std::exception&)` block (it rethrows the exception being handled to tell).
+struct CaughtError {
+  std::string code;
+  std::string message;
+};
+CaughtError DescribeCaught();
+
 // Registered once per JS environment by the facade (better-sqlite3 style): the error class is
 // passed in rather than defined in C++, so `instanceof HovleError` holds on the JS side.
 void RegisterErrorClass(const Napi::CallbackInfo& info);

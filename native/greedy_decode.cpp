@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <atomic>
 #include <exception>
-#include <new>
 #include <string>
 #include <utility>
 
@@ -25,12 +24,6 @@ class GreedyDecodeTask : public ThreadTask {
   ~GreedyDecodeTask() override { on_pick_.Release(); }
 
  protected:
-  // The whole run at once (ThreadTask calls RunSlice instead).
-  void Run() override {
-    while (!RunSlice()) {
-    }
-  }
-
   // Steps until the run ends, or until another context's call is queued on the model's thread:
   // then it goes first, between two steps, as it would between two evaluate() calls, and the run
   // is queued again behind it. Sessions sharing a model take turns per token, as before.
@@ -72,14 +65,14 @@ class GreedyDecodeTask : public ThreadTask {
       int32_t pick = -1;
       try {
         ctx.Forward(&tok_, 1, nullptr, 0, {}, nullptr, &pick);
-      } catch (const Error& e) {
-        return Fail(e.code(), e.what());
-      } catch (const std::bad_alloc&) {
-        return Fail("OUT_OF_MEMORY", "out of memory");
-      } catch (const std::exception& e) {
+      } catch (const std::exception&) {
         // Any failure comes back with the picks made before it (the promise's result lists
         // them): a rejection could reach JS ahead of their callbacks and lose them.
-        return Fail("INTERNAL", e.what());
+        CaughtError e = DescribeCaught();
+        error_code_ = std::move(e.code);
+        error_message_ = std::move(e.message);
+        reason_ = "error";
+        return true;
       }
       picks_.push_back(pick);
       const int index = step_++;
@@ -95,13 +88,6 @@ class GreedyDecodeTask : public ThreadTask {
       tok_ = pick;
       if (thread.HasWaiting()) return false;
     }
-  }
-
-  bool Fail(std::string code, std::string message) {
-    error_code_ = std::move(code);
-    error_message_ = std::move(message);
-    reason_ = "error";
-    return true;
   }
 
   Napi::Value Result(Napi::Env env) override {

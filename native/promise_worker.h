@@ -25,15 +25,10 @@ class PromiseWorker : public Napi::AsyncWorker {
   void Execute() override {
     try {
       Run();
-    } catch (const Error& e) {
-      code_ = e.code();
-      SetError(e.what());
-    } catch (const std::bad_alloc&) {
-      code_ = "OUT_OF_MEMORY";
-      SetError("out of memory");
-    } catch (const std::exception& e) {
-      code_ = "INTERNAL";
-      SetError(e.what());
+    } catch (const std::exception&) {
+      CaughtError e = DescribeCaught();
+      code_ = std::move(e.code);
+      SetError(e.message);
     }
   }
 

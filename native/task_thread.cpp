@@ -62,18 +62,11 @@ void ThreadTask::Step(TaskThread& thread) {
   bool done = true;
   try {
     done = RunSlice();
-  } catch (const Error& e) {
+  } catch (const std::exception&) {
+    CaughtError e = DescribeCaught();
     failed_ = true;
-    code_ = e.code();
-    message_ = e.what();
-  } catch (const std::bad_alloc&) {
-    failed_ = true;
-    code_ = "OUT_OF_MEMORY";
-    message_ = "out of memory";
-  } catch (const std::exception& e) {
-    failed_ = true;
-    code_ = "INTERNAL";
-    message_ = e.what();
+    code_ = std::move(e.code);
+    message_ = std::move(e.message);
   }
   if (!done) {
     thread.Post([this, &thread] { Step(thread); });

@@ -57,7 +57,8 @@ class ThreadTask {
   Napi::Promise Queue(TaskThread& thread);
 
  protected:
-  virtual void Run() = 0;
+  // The whole work; a task overrides this or RunSlice.
+  virtual void Run() { throw Error("INTERNAL", "a task with nothing to run"); }
   // Does some of the work; false means "queue me again behind the tasks waiting now" (a long
   // task sharing the thread with other contexts' calls). The default does all of Run().
   virtual bool RunSlice() {

@@ -3,26 +3,14 @@
 // (test/fixtures/<variant>/golden, copied from the shared fixtures) and against the same steps
 // taken one evaluate() at a time, including what stays cached when the consumer stops early
 // while the native loop has run ahead.
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
-import { convertCheckpoint } from '../src/convert/convert.js';
-import { HovleModel, type ModelContext } from '../src/runtime/model.js';
+import type { ModelContext } from '../src/runtime/model.js';
 import type { GreedyRun } from '../src/runtime/greedy-run.js';
 import { goldenCases, goldenI32, maxAbs, type Variant } from './helpers/golden.js';
-import { tempDir, TINY, TINY_POST } from './helpers/tmp.js';
+import { tinyF32Models } from './helpers/tiny-models.js';
 
-const dir = tempDir('greedy-run');
-const models: Partial<Record<Variant, HovleModel>> = {};
-
-beforeAll(async () => {
-  for (const [v, hf] of [['hovle-tiny', TINY], ['hovle-tiny-post', TINY_POST]] as const) {
-    const path = join(dir, `${v}.gguf`);
-    await convertCheckpoint(hf, path, { type: 'f32' });
-    models[v] = await HovleModel.load(path);
-  }
-});
-afterAll(() => Object.values(models).forEach((m) => m!.dispose()));
+const models = tinyF32Models('greedy-run');
 
 const tiny = () => models['hovle-tiny']!;
 const textCase = (v: Variant) => goldenCases(v).find((c) => c.name === 'text_only_en')!;

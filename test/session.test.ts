@@ -2,27 +2,26 @@
 // ask() (template, tokenizer, image pipeline and KV cache together), streaming, sampling,
 // abort, stop strings, follow-up turns and concurrent sessions.
 import { basename, join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
-import { convertCheckpoint } from '../src/convert/convert.js';
-import { HovleModel } from '../src/runtime/model.js';
 import { parseGrounding } from '../src/session/grounding.js';
 import { Sampler } from '../src/session/sampler.js';
-import { Session } from '../src/session/session.js';
+import { Session, type AskOptions } from '../src/session/session.js';
 import { goldenCases, type Variant } from './helpers/golden.js';
-import { FIXTURES, tempDir, TINY, TINY_POST } from './helpers/tmp.js';
+import { tinyF32Models } from './helpers/tiny-models.js';
+import { FIXTURES } from './helpers/tmp.js';
 
-const dir = tempDir('session');
-const models: Partial<Record<Variant, HovleModel>> = {};
+const models = tinyF32Models('session');
 
-beforeAll(async () => {
-  for (const [v, hf] of [['hovle-tiny', TINY], ['hovle-tiny-post', TINY_POST]] as const) {
-    const path = join(dir, `${v}.gguf`);
-    await convertCheckpoint(hf, path, { type: 'f32' });
-    models[v] = await HovleModel.load(path);
-  }
-});
-afterAll(() => Object.values(models).forEach((m) => m!.dispose()));
+/** Asks for a long story and aborts at its third piece: ABORTED, after exactly three pieces. */
+async function abortAtThirdPiece(s: Session, options: AskOptions = {}): Promise<void> {
+  const controller = new AbortController();
+  let seen = 0;
+  await expect(
+    s.ask('Tell me a long story.', { maxTokens: 200, ...options, signal: controller.signal, onToken: () => { if (++seen === 3) controller.abort(); } }),
+  ).rejects.toMatchObject({ code: 'ABORTED' });
+  expect(seen).toBe(3);
+}
 
 function question(variant: Variant, name: string) {
   const c = goldenCases(variant).find((x) => x.name === name)! as ReturnType<typeof goldenCases>[number] & { question: string };
@@ -110,19 +109,10 @@ describe('greedy picks on the device and on the host agree', () => {
   it('greedy run: abort and dispose end the answer at once; the model carries on', async () => {
     const m = models['hovle-tiny']!;
     const s = await Session.create(m);
-    const controller = new AbortController();
-    let seen = 0;
-    await expect(
-      s.ask('Tell me a long story.', { maxTokens: 200, signal: controller.signal, onToken: () => { if (++seen === 3) controller.abort(); } }),
-    ).rejects.toMatchObject({ code: 'ABORTED' });
-    expect(seen).toBe(3);
+    await abortAtThirdPiece(s);
     // The same cache as the host path aborted at the same token.
     const h = await Session.create(m);
-    const hc = new AbortController();
-    let hs = 0;
-    await expect(
-      h.ask('Tell me a long story.', { maxTokens: 200, logitBias: { 5: 0 }, signal: hc.signal, onToken: () => { if (++hs === 3) hc.abort(); } }),
-    ).rejects.toMatchObject({ code: 'ABORTED' });
+    await abortAtThirdPiece(h, { logitBias: { 5: 0 } });
     expect(s.cachedTokens).toBe(h.cachedTokens);
     h.dispose();
     expect((await s.ask('And now?', { maxTokens: 4 })).tokens.length).toBeGreaterThan(0);
@@ -176,12 +166,7 @@ describe('streaming, sampling, stopping', () => {
   it('an AbortSignal stops generation within one token; the session stays usable', async () => {
     const m = models['hovle-tiny']!;
     const s = await Session.create(m);
-    const controller = new AbortController();
-    let seen = 0;
-    await expect(
-      s.ask('Tell me a long story.', { maxTokens: 200, temperature: 1, seed: 3, logitBias: { 998: -Infinity }, signal: controller.signal, onToken: () => { if (++seen === 3) controller.abort(); } }),
-    ).rejects.toMatchObject({ code: 'ABORTED' });
-    expect(seen).toBe(3);
+    await abortAtThirdPiece(s, { temperature: 1, seed: 3, logitBias: { 998: -Infinity } });
     const again = await s.ask('And now?', { maxTokens: 4 });
     expect(again.tokens.length).toBeGreaterThan(0);
     s.dispose();

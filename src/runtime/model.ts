@@ -389,12 +389,12 @@ export class ModelContext {
    */
   greedyDecode(first: number, options: GreedyDecodeOptions): GreedyRun {
     const V = this.model.hparams.vocabSize;
-    const isId = (id: unknown) => Number.isInteger(id) && (id as number) >= 0 && (id as number) < V;
-    if (!isId(first)) throw new HovleError('INVALID_ARGUMENT', `token id ${first} is outside the vocabulary (0..${V - 1})`);
+    checkTokenId(first, V);
     if (first === this.model.vocab.imageContextId) throw new HovleError('INVALID_ARGUMENT', 'greedy decoding starts from a text token, not the image-context id');
     const { maxSteps, stopIds = [], signal } = options;
     if (!Number.isInteger(maxSteps) || maxSteps < 1 || maxSteps > MAX_POSITIONS) throw new HovleError('INVALID_ARGUMENT', `maxSteps must be an integer in [1, ${MAX_POSITIONS}]`);
-    if (!Array.isArray(stopIds) || !stopIds.every(isId)) throw new HovleError('INVALID_ARGUMENT', 'stopIds must be token ids in the vocabulary');
+    if (!Array.isArray(stopIds)) throw new HovleError('INVALID_ARGUMENT', 'stopIds must be an array of token ids');
+    for (const id of stopIds) checkTokenId(id, V);
     this.ctx(); // DISPOSED now rather than from the iterator
     const run = new GreedyRun({ serial: (fn) => this.serial(fn), native: () => this.ctx(), callsStarted: () => this.callsStarted }, first, { maxSteps, stopIds: Int32Array.from(stopIds), ...(signal ? { signal } : {}) });
     this.runs.add(run);
@@ -411,9 +411,7 @@ export class ModelContext {
     const perTile = tokensPerTile(hp.vision);
     const patches = patchesPerTile(hp.vision);
     if (ids.length === 0) throw new HovleError('INVALID_ARGUMENT', 'ids must not be empty');
-    for (const id of ids) {
-      if (!Number.isInteger(id) || id < 0 || id >= V) throw new HovleError('INVALID_ARGUMENT', `token id ${id} is outside the vocabulary (0..${V - 1})`);
-    }
+    for (const id of ids) checkTokenId(id, V);
     const tiles = countTiles(hp, images);
     const nCtxTokens = ids.reduce((n, id) => n + (id === ctxId ? 1 : 0), 0);
     if (nCtxTokens !== tiles * perTile) {
@@ -499,6 +497,12 @@ export class ModelContext {
 
   [Symbol.dispose](): void {
     this.dispose();
+  }
+}
+
+function checkTokenId(id: unknown, vocabSize: number): void {
+  if (!Number.isInteger(id) || (id as number) < 0 || (id as number) >= vocabSize) {
+    throw new HovleError('INVALID_ARGUMENT', `token id ${String(id)} is outside the vocabulary (0..${vocabSize - 1})`);
   }
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Greedy decoding timed alone, as generation runs it at temperature 0: one greedy run on the
-// model's thread (ModelContext.greedyDecode, the pick taken in the graph), or with --per-step one
+// model's thread (ModelContext.decode, the pick taken in the graph), or with --per-step one
 // evaluate() per token (the event-loop trip each step took before). Tokens/s, and per-step times
 // as the picks reach JS. For comparing settings on one model (threads, a backend, env such as
 // GGML_CUDA_DISABLE_GRAPHS); bench/run.mjs is the suite.
@@ -57,7 +57,7 @@ for (let rep = 0; rep < Number(a.reps); rep++) {
       t = performance.now();
     }
   } else {
-    for await (const _ of ctx.greedyDecode(tok, { maxSteps: steps })) {
+    for await (const _ of ctx.decode(tok, { maxSteps: steps })) {
       wall.push(performance.now() - t);
       t = performance.now();
     }

@@ -26,7 +26,7 @@ async function decode(m, n = steps) {
   const r = await ctx.evaluate(Array.from({ length: 16 }, (_, i) => (300 + i) % m.hparams.vocabSize), [], { logits: 'last', greedy: true });
   const t0 = performance.now();
   let made = 0;
-  for await (const _ of ctx.greedyDecode(r.argmax[0], { maxSteps: n })) made++;
+  for await (const _ of ctx.decode(r.argmax[0], { maxSteps: n })) made++;
   const tps = made / ((performance.now() - t0) / 1000);
   ctx.dispose();
   return tps;

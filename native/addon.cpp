@@ -11,6 +11,7 @@
 #include "image.h"
 #include "model_binding.h"
 #include "reference_graph.h"
+#include "sampler.h"
 #include "system_info.h"
 #include "tokenizer.h"
 #include "tensor_convert.h"
@@ -33,6 +34,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("targetRatios", Napi::Function::New(env, hovle::TargetRatiosJs, "targetRatios"));
   exports.Set("createTokenizer", Napi::Function::New(env, hovle::CreateTokenizer, "createTokenizer"));
   hovle::RegisterModelClasses(env, exports);
+  exports.Set("Sampler", hovle::SamplerWrap::Define(env));
   return exports;
 }
 

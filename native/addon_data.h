@@ -9,6 +9,7 @@ struct AddonData {
   Napi::FunctionReference errorClass;
   Napi::FunctionReference modelCtor;
   Napi::FunctionReference contextCtor;
+  Napi::FunctionReference samplerCtor;
 
   static AddonData& Get(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
 };

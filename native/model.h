@@ -143,7 +143,7 @@ struct ContextOptions {
 };
 
 // A try-only lock for Context::busy (std::unique_lock with std::try_to_lock). Not a std::mutex:
-// a greedy run holds it across its slices, and a try_lock from the thread that already owns a
+// a decode run holds it across its slices, and a try_lock from the thread that already owns a
 // std::mutex is undefined; here it simply fails.
 class BusyFlag {
  public:
@@ -277,7 +277,7 @@ class Context {
   std::vector<ggml_context*> kv_ctx_;
   std::vector<ggml_backend_buffer_t> kv_buf_;
   Kv kv_emb_, kv_llm_;
-  // Atomic: the JS thread reads them (nPast) while a greedy run advances them.
+  // Atomic: the JS thread reads them (nPast) while a decode run advances them.
   std::atomic<int> n_past_emb_{0};
   std::atomic<int> n_past_llm_{0};
   std::vector<uint8_t> graph_mem_;

@@ -14,7 +14,7 @@
 
 #include "addon_data.h"
 #include "errors.h"
-#include "greedy_decode.h"
+#include "decode_run.h"
 #include "model.h"
 #include "memory.h"
 #include "model_binding.h"
@@ -158,7 +158,7 @@ class Pins {
 
 std::vector<int32_t> CopyInts(const Napi::Value& v, const char* what) {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
-    throw Napi::TypeError::New(v.Env(), std::string(what) + " must be an Int32Array");
+    throw MakeError(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be an Int32Array");
   }
   Napi::Int32Array a = v.As<Napi::Int32Array>();
   return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
@@ -291,7 +291,7 @@ Napi::Function ContextWrap::Define(Napi::Env env) {
       InstanceMethod("embed", &ContextWrap::Embed),
       InstanceMethod("llm", &ContextWrap::Llm),
       InstanceMethod("forward", &ContextWrap::Forward),
-      InstanceMethod("greedyDecode", &ContextWrap::GreedyDecode),
+      InstanceMethod("decode", &ContextWrap::Decode),
       InstanceMethod("nPast", &ContextWrap::NPast),
       InstanceMethod("memory", &ContextWrap::Memory),
       InstanceMethod("truncate", &ContextWrap::Truncate),
@@ -468,10 +468,11 @@ Napi::Value ContextWrap::Forward(const Napi::CallbackInfo& info) {
   }, into, std::move(pins));
 }
 
-// greedyDecode(first, maxSteps, stopIds, onPick) -> {promise, stop} (greedy_decode.h). The ids
-// are checked here, before the run, as forward() checks its ids on the model's thread; each pick
-// is an argmax over the vocabulary, so only `first` can be out of range.
-Napi::Value ContextWrap::GreedyDecode(const Napi::CallbackInfo& info) {
+// decode(first, maxSteps, stopIds, onPick[, sampler, history]) -> {promise, stop} (decode_run.h).
+// The ids are checked here, before the run, as forward() checks its ids on the model's thread;
+// each pick is an id of the vocabulary (an argmax, or a sampler's draw over it), so only `first`
+// can be out of range.
+Napi::Value ContextWrap::Decode(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto c = Get(env);
   const int n_vocab = c->model()->hp.n_vocab;
@@ -485,8 +486,16 @@ Napi::Value ContextWrap::GreedyDecode(const Napi::CallbackInfo& info) {
   }
   std::vector<int32_t> stop_ids = CopyInts(info[2], "stopIds");
   if (!info[3].IsFunction()) throw MakeError(env, "INVALID_ARGUMENT", "onPick must be a function");
-  return QueueGreedyDecode(env, c, static_cast<int32_t>(first), static_cast<int>(max_steps), std::move(stop_ids),
-                           info[3].As<Napi::Function>());
+  std::unique_ptr<TokenSampler> sampler;
+  std::vector<int32_t> history;
+  if (Given(info, 4)) {
+    TokenSampler& s = SamplerWrap::From(env, info[4])->sampler();
+    if (s.n_vocab() != n_vocab) throw MakeError(env, "INVALID_ARGUMENT", "the sampler was made for another vocabulary size");
+    sampler = std::make_unique<TokenSampler>(s);
+    if (Given(info, 5)) history = CopyInts(info[5], "history");
+  }
+  return QueueDecodeRun(env, c, static_cast<int32_t>(first), static_cast<int>(max_steps), std::move(stop_ids),
+                        info[3].As<Napi::Function>(), std::move(sampler), std::move(history));
 }
 
 // ------------------------------------------------------------------ loadModel

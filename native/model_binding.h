@@ -34,7 +34,7 @@ class ContextWrap : public Napi::ObjectWrap<ContextWrap> {
   Napi::Value Embed(const Napi::CallbackInfo& info);
   Napi::Value Llm(const Napi::CallbackInfo& info);
   Napi::Value Forward(const Napi::CallbackInfo& info);
-  Napi::Value GreedyDecode(const Napi::CallbackInfo& info);
+  Napi::Value Decode(const Napi::CallbackInfo& info);
   Napi::Value NPast(const Napi::CallbackInfo& info);
   Napi::Value Memory(const Napi::CallbackInfo& info);
   Napi::Value Truncate(const Napi::CallbackInfo& info);

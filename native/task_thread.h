@@ -30,7 +30,7 @@ class TaskThread {
   TaskThread& operator=(const TaskThread&) = delete;
 
   void Post(std::function<void()> fn);
-  // Whether a task is queued behind the one running: a long task (a greedy run) lets it go first.
+  // Whether a task is queued behind the one running: a long task (a decode run) lets it go first.
   bool HasWaiting() const;
 
  private:

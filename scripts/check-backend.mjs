@@ -24,7 +24,7 @@ import { gunzipSync } from 'node:zlib';
 
 import { convertCheckpoint } from '../dist/convert/convert.js';
 import { HovleModel } from '../dist/runtime/model.js';
-import { argmax } from '../dist/session/sampler.js';
+import { argmax } from '../dist/runtime/argmax.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const FIXTURES = join(root, 'test', 'fixtures');
@@ -139,7 +139,7 @@ try {
         // And as one greedy run on the model's thread (how ask() decodes), from the prompt again.
         await ctx.rewind(ids.length, ctx.cached.embedding - 15);
         const run = [picks[0]];
-        for await (const t of ctx.greedyDecode(picks[0], { maxSteps: 15 })) run.push(t);
+        for await (const t of ctx.decode(picks[0], { maxSteps: 15 })) run.push(t);
         ctx.dispose();
         for (const [what, got] of [['greedy picks in the graph', picks], ['a greedy run', run]]) {
           const ok = got.length === greedy[1].length && got.every((t, i) => t === greedy[1][i]);

@@ -11,7 +11,8 @@
 # Models are generated at the start, in the background, while 1-3 run.
 # --mode decode instead: where a decode step's time goes on the GPU, ours (bench/decode-probe.mjs)
 # and llama-bench's, with and without CUDA graphs and with one CPU thread, plus ggml's scheduler
-# and CUDA-graph debug log of a few steps; and the golden check with TF32 off (NVIDIA_TF32_OVERRIDE=0).
+# and CUDA-graph debug log of a few steps, whole answers greedy against sampled
+# (bench/sampling-probe.mjs); and the golden check with TF32 off (NVIDIA_TF32_OVERRIDE=0).
 # --mode run --run 'CMD': the same setup (unpacked binaries, libraries, node on PATH, our model
 # of the first --types as $MODEL, no peer), then CMD: for one-off measurements.
 #
@@ -100,6 +101,7 @@ if [ "$mode" = decode ]; then
   GGML_CUDA_DISABLE_GRAPHS=1 probe
   probe --threads 1
   probe --depth 1024
+  timeout 90 node bench/sampling-probe.mjs "$m" --backend cuda --tokens 64 --reps 2 2>/dev/null | tee -a "$out/sampling-probe.txt"
   HOVLE_LOG=debug GGML_SCHED_DEBUG=2 timeout 60 node bench/decode-probe.mjs "$m" --backend cuda --steps 3 > "$out/decode-debug.log" 2>&1
   grep -c "" "$out/decode-debug.log"; grep -i "cuda graph\|warmup" "$out/decode-debug.log" | sort | uniq -c | head
   lb() { timeout 60 "$bin/llama-bench" -m "$peer_m" -p 0 -n 64 -ngl 99 -fa 1 -o csv "$@" 2>/dev/null | tail -1 | tee -a "$out/llama-bench.txt"; }

@@ -18,11 +18,12 @@ export { preprocessImage, candidateGrids, decodeImage } from './image/preprocess
 export type { ImageInput, RawFrame, RawPixelFormat, PreprocessOptions, PreprocessedImage, DecodedImage } from './image/preprocess.js';
 export { HovleModel, ModelContext } from './runtime/model.js';
 export type { Backend, LoadModelOptions, ContextOptions, EvaluateOptions, EvaluateResult, PixelTiles } from './runtime/model.js';
-export type { GreedyRun, GreedyDecodeOptions, GreedyEnd } from './runtime/greedy-run.js';
+export type { DecodeRun, DecodeOptions, DecodeEnd } from './runtime/decode-run.js';
+export { Sampler } from './runtime/sampler.js';
 export { Tokenizer, TokenDecoder } from './runtime/tokenizer.js';
 export { Session } from './session/session.js';
 export type { SessionOptions, UserMessage, AskOptions, AskResult, AskStats } from './session/session.js';
-export type { SamplingOptions } from './session/sampler.js';
+export type { SamplingOptions } from './runtime/sampler.js';
 export { parseGrounding, groundingPrompt } from './session/grounding.js';
 export type { GroundedBox } from './session/grounding.js';
 export { loadModel, createSession } from './api.js';

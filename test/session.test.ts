@@ -5,8 +5,9 @@ import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { parseGrounding } from '../src/session/grounding.js';
-import { Sampler } from '../src/session/sampler.js';
+import { Sampler } from '../src/runtime/sampler.js';
 import { Session, type AskOptions } from '../src/session/session.js';
+import { ASSISTANT_START, END_OF_TURN, systemTurn, USER_START } from '../src/session/template.js';
 import { goldenCases, type Variant } from './helpers/golden.js';
 import { tinyF32Models } from './helpers/tiny-models.js';
 import { FIXTURES } from './helpers/tmp.js';
@@ -48,11 +49,12 @@ describe('ask() reproduces the reference greedy continuations', () => {
   }
 });
 
-describe('greedy picks on the device and on the host agree', () => {
+describe('greedy picks on the device and from the logits agree', () => {
   // ask() at temperature 0 takes its pick in the graph (evaluate's greedy); any bias or penalty
-  // sends it through the sampler on the host. A zero bias changes nothing but the path.
+  // reads each step's logits back and picks with the sampler (native/sampler.cpp). A zero bias
+  // changes nothing but the path.
   for (const variant of ['hovle-tiny', 'hovle-tiny-post'] as const) {
-    it(`${variant} fjord_max1_en, host path`, async () => {
+    it(`${variant} fjord_max1_en, picked from the logits`, async () => {
       const { c, images, expected } = question(variant, 'fjord_max1_en');
       const s = await Session.create(models[variant]!, { contextSize: 4096, kvType: 'f32' });
       const r = await s.ask({ text: c.question, images }, { maxTokens: 16, maxTiles: c.maxTiles ?? undefined, logitBias: { 5: 0 } });
@@ -61,15 +63,17 @@ describe('greedy picks on the device and on the host agree', () => {
     });
   }
 
-  it('the greedy run leaves the same cache as the host path: at maxTokens, at a stop string, at eos', async () => {
-    // At temperature 0 the answer runs on the model's thread ahead of the JS loop
-    // (ModelContext.greedyDecode); what it made past the point the loop stopped is rolled back.
+  it('device picks leave the same cache as picks from the logits: at maxTokens, at a stop string, at eos', async () => {
+    // The answer runs on the model's thread ahead of the JS loop (ModelContext.decode); what it
+    // made past the point the loop stopped is rolled back. (Both paths are runs; the cache a
+    // run leaves is checked against one evaluate() per token in decode-run.test.ts and in the
+    // sampled-answer test below.)
     const m = models['hovle-tiny']!;
-    const answer = async (host: boolean, o: { maxTokens: number; stop?: string[] }) => {
+    const answer = async (fromLogits: boolean, o: { maxTokens: number; stop?: string[] }) => {
       const s = await Session.create(m, { kvType: 'f32' });
-      const r = await s.ask('Hello', { ...o, ...(host ? { logitBias: { 5: 0 } } : {}) });
+      const r = await s.ask('Hello', { ...o, ...(fromLogits ? { logitBias: { 5: 0 } } : {}) });
       // The follow-up turn sees whatever the first one left cached.
-      const next = await s.ask('Go on', { maxTokens: 6, ...(host ? { logitBias: { 5: 0 } } : {}) });
+      const next = await s.ask('Go on', { maxTokens: 6, ...(fromLogits ? { logitBias: { 5: 0 } } : {}) });
       const out = { tokens: r.tokens, reason: r.stopReason, cached: s.cachedTokens, next: next.tokens };
       s.dispose();
       return out;
@@ -82,10 +86,10 @@ describe('greedy picks on the device and on the host agree', () => {
     expect(cut.reason).toBe('stop');
     expect(await answer(true, { maxTokens: 12, stop: [text.slice(4, 6)] })).toEqual(cut);
     // This question's greedy answer ends at eos after 25 tokens.
-    const eos = async (host: boolean) => {
+    const eos = async (fromLogits: boolean) => {
       const s = await Session.create(m, { kvType: 'f32' });
-      const r = await s.ask('What is this?', { maxTokens: 40, ...(host ? { logitBias: { 5: 0 } } : {}) });
-      const next = await s.ask('Go on', { maxTokens: 6, ...(host ? { logitBias: { 5: 0 } } : {}) });
+      const r = await s.ask('What is this?', { maxTokens: 40, ...(fromLogits ? { logitBias: { 5: 0 } } : {}) });
+      const next = await s.ask('Go on', { maxTokens: 6, ...(fromLogits ? { logitBias: { 5: 0 } } : {}) });
       const out = { reason: r.stopReason, cached: s.cachedTokens, tokens: r.tokens, next: next.tokens };
       s.dispose();
       return out;
@@ -94,9 +98,9 @@ describe('greedy picks on the device and on the host agree', () => {
     expect(device.reason).toBe('eos');
     expect(await eos(true)).toEqual(device);
     // No token limit (the server's default without max_tokens): the context's end stops it.
-    const full = async (host: boolean) => {
+    const full = async (fromLogits: boolean) => {
       const s = await Session.create(m, { kvType: 'f32', contextSize: 140 });
-      const r = await s.ask('Hello', { maxTokens: Number.MAX_SAFE_INTEGER, ...(host ? { logitBias: { 5: 0 } } : {}) });
+      const r = await s.ask('Hello', { maxTokens: Number.MAX_SAFE_INTEGER, ...(fromLogits ? { logitBias: { 5: 0 } } : {}) });
       const out = { reason: r.stopReason, cached: s.cachedTokens, tokens: r.tokens };
       s.dispose();
       return out;
@@ -110,7 +114,7 @@ describe('greedy picks on the device and on the host agree', () => {
     const m = models['hovle-tiny']!;
     const s = await Session.create(m);
     await abortAtThirdPiece(s);
-    // The same cache as the host path aborted at the same token.
+    // The same cache as the sampler's path aborted at the same token.
     const h = await Session.create(m);
     await abortAtThirdPiece(h, { logitBias: { 5: 0 } });
     expect(s.cachedTokens).toBe(h.cachedTokens);
@@ -121,15 +125,6 @@ describe('greedy picks on the device and on the host agree', () => {
     let n = 0;
     await expect(d.ask('Go on and on', { maxTokens: 100, onToken: () => { if (++n === 2) d.dispose(); } })).rejects.toMatchObject({ code: 'DISPOSED' });
     expect(n).toBe(2);
-  });
-
-  it('Sampler.greedy: only when the pick is the plain argmax', () => {
-    expect(new Sampler({}).greedy).toBe(true);
-    expect(new Sampler({ temperature: 0, repeatPenalty: 1, presencePenalty: 0, logitBias: {} }).greedy).toBe(true);
-    expect(new Sampler({ temperature: 0.5 }).greedy).toBe(false);
-    expect(new Sampler({ repeatPenalty: 1.1 }).greedy).toBe(false);
-    expect(new Sampler({ frequencyPenalty: 0.2 }).greedy).toBe(false);
-    expect(new Sampler({ logitBias: { 7: -Infinity } }).greedy).toBe(false);
   });
 });
 
@@ -161,6 +156,33 @@ describe('streaming, sampling, stopping', () => {
     const a = await run(1);
     expect(await run(1)).toEqual(a);
     expect(await run(2)).not.toEqual(a);
+  });
+
+  it("a sampled answer is its sampler's draws step by step: the first from the prompt, the rest from the run", async () => {
+    const m = models['hovle-tiny']!;
+    const o = { temperature: 0.8, topK: 40, repeatPenalty: 1.2, seed: 21 };
+    const s = await Session.create(m, { kvType: 'f32' });
+    const r = await s.ask('Describe a fjord.', { maxTokens: 12, ...o });
+    const cached = s.cachedTokens;
+    s.dispose();
+    // By hand: the same prompt (template.ts), the same sampler (the session's never draws the
+    // image-context id), one evaluate() per token.
+    const ids = m.tokenizer.encode(systemTurn(m.hparams.chat.systemMessage) + USER_START + 'Describe a fjord.' + END_OF_TURN + ASSISTANT_START, { addBos: true });
+    const ctx = await m.createContext({ kvType: 'f32' });
+    const sampler = new Sampler({ ...o, logitBias: { [m.vocab.imageContextId]: -Infinity } }, m.hparams.vocabSize);
+    let { logits } = await ctx.evaluate(ids, [], { logits: 'last' });
+    const want: number[] = [];
+    for (;;) {
+      const tok = sampler.sample(logits, want);
+      if (tok === m.vocab.eotId) break;
+      want.push(tok);
+      // The answer's last token is evaluated too (cached for the next turn).
+      logits = (await ctx.evaluate([tok], [], { logits: 'last' })).logits;
+      if (want.length === 12) break;
+    }
+    expect(r.tokens).toEqual(want);
+    expect(cached).toBe(ctx.cached.llm);
+    ctx.dispose();
   });
 
   it('an AbortSignal stops generation within one token; the session stays usable', async () => {

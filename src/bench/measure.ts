@@ -228,7 +228,7 @@ export async function benchModel(path: string, options: BenchOptions = {}): Prom
       const first = filled === 0 ? model.vocab.bosId : next();
       t = performance.now();
       let made = 0;
-      for await (const _ of ctx.greedyDecode(first, { maxSteps: nDecode })) made++;
+      for await (const _ of ctx.decode(first, { maxSteps: nDecode })) made++;
       if (made !== nDecode) throw new HovleError('INTERNAL', `the decode run ended after ${made} of ${nDecode} steps`);
       runs.push(nDecode / ((performance.now() - t) / 1000));
     }

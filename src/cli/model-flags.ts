@@ -4,7 +4,7 @@ import { statSync } from 'node:fs';
 
 import { loadModel } from '../api.js';
 import type { Backend, ContextOptions, HovleModel } from '../runtime/model.js';
-import type { SamplingOptions } from '../session/sampler.js';
+import type { SamplingOptions } from '../runtime/sampler.js';
 import { optionalPositiveInt, UsageError } from './command.js';
 import { ProgressBar } from './progress.js';
 

@@ -1,4 +1,5 @@
 // TypeScript view of what hovle.node exports (native/addon.cpp). Only src/ talks to it.
+import type { SamplingOptions } from '../runtime/sampler.js';
 
 /** build-info.json, also compiled into the addon (CMakeLists.txt writes both). */
 export interface BuildInfo {
@@ -48,6 +49,7 @@ export interface NativeAddon extends NativeAddonConvert, NativeAddonRuntime, Nat
   registerErrorClass(cls: new (code: never, message: string) => Error): void;
   systemInfo(): Promise<RawSystemInfo>;
   runReferenceGraph(device: string, weightType: ReferenceWeightType, seed: number): Promise<ReferenceGraphResult>;
+  Sampler: new (params: NativeSamplingParams, nVocab: number, state: number) => NativeSampler;
 }
 
 export interface GgmlTypeInfo {
@@ -111,8 +113,10 @@ export interface NativeContextOptions {
   kvType: 'f32' | 'f16' | 'q8_0';
 }
 
-export interface NativeGreedyResult {
+export interface NativeDecodeResult {
   picks: Int32Array;
+  /** The sampler's state after each pick (zeros without a sampler). */
+  states: Uint32Array;
   reason: 'maxSteps' | 'stopId' | 'contextFull' | 'stopped' | 'error';
   error?: Error;
 }
@@ -132,13 +136,19 @@ export interface NativeContext {
    */
   forward(ids: Int32Array, imageRows: Float32Array | null, outputRows: Int32Array | null, into?: Float32Array | null, picks?: Int32Array): Promise<Float32Array>;
   /**
-   * Greedy generation as one task (native/greedy_decode.h): evaluates `first`, then each pick,
-   * for at most maxSteps evaluations, ending after a pick in `stopIds`, at a full cache, or on
-   * stop(). onPick gets every pick in order, possibly after the promise settles; the result
-   * lists them all. A failed step's error is returned after the picks made before it.
+   * Generation as one task (native/decode_run.h): evaluates `first`, then each pick, for at most
+   * maxSteps evaluations, ending after a pick in `stopIds`, at a full cache, or on stop(). The
+   * picks are argmaxes taken in the graph, or with `sampler` (copied; the caller's is untouched)
+   * drawn from each step's logits with `history` (the ids before `first`) and the picks as the
+   * penalties' history. onPick gets every pick in order with the sampler's state after it,
+   * possibly after the promise settles; the result lists them all. A failed step's error is
+   * returned after the picks made before it.
    */
-  greedyDecode(first: number, maxSteps: number, stopIds: Int32Array, onPick: (index: number, id: number) => void): {
-    promise: Promise<NativeGreedyResult>;
+  decode(
+    first: number, maxSteps: number, stopIds: Int32Array, onPick: (index: number, id: number, state: number) => void,
+    sampler?: NativeSampler, history?: Int32Array,
+  ): {
+    promise: Promise<NativeDecodeResult>;
     stop(): void;
   };
   nPast(segment: 'embedding' | 'llm'): number;
@@ -147,6 +157,22 @@ export interface NativeContext {
   /** A new context with a copy of this one's cache. */
   fork(): Promise<NativeContext>;
   dispose(): void;
+}
+
+/** Sampling parameters as native/sampler.h reads them (absent: off): the bias as two arrays. */
+export interface NativeSamplingParams extends Omit<SamplingOptions, 'logitBias' | 'seed'> {
+  biasIds?: Int32Array;
+  biasValues?: Float64Array;
+}
+
+/** native/sampler.h: the one implementation of token sampling. */
+export interface NativeSampler {
+  /** The next token; `history` is what the penalties look back on. Synchronous (~0.5 ms). */
+  sample(logits: Float32Array, history: Int32Array): number;
+  /** The generator's state (mulberry32), a 32-bit unsigned integer. */
+  state: number;
+  /** The pick is the plain argmax: temperature 0, no bias, no penalty. */
+  readonly greedy: boolean;
 }
 
 export interface NativeModel {

@@ -11,7 +11,8 @@ import { availableParallelism } from 'node:os';
 
 import { preprocessImage, type ImageInput, type PreprocessOptions } from '../image/preprocess.js';
 import { argmax } from './argmax.js';
-import { GreedyRun, type GreedyDecodeOptions } from './greedy-run.js';
+import { DecodeRun, type DecodeOptions } from './decode-run.js';
+import { Sampler } from './sampler.js';
 import { Tokenizer } from './tokenizer.js';
 
 export type Backend = 'cpu' | 'vulkan' | 'cuda' | 'metal';
@@ -304,10 +305,10 @@ export interface EvaluateResult {
 export class ModelContext {
   private native: NativeContext | undefined;
   private queue: Promise<unknown> = Promise.resolve();
-  /** Queued calls that have started running (a greedy run's rollback checks none came between). */
+  /** Queued calls that have started running (a decode run's rollback checks none came between). */
   private callsStarted = 0;
-  /** Greedy runs not yet settled: dispose() stops them (they would otherwise run to maxSteps). */
-  private readonly runs = new Set<GreedyRun>();
+  /** Decode runs not yet settled: dispose() stops them (they would otherwise run to maxSteps). */
+  private readonly runs = new Set<DecodeRun>();
 
   constructor(readonly model: HovleModel, native: NativeContext, readonly contextSize: number, readonly embeddingContextSize: number) {
     this.native = native;
@@ -381,22 +382,31 @@ export class ModelContext {
   }
 
   /**
-   * Greedy generation from `first` (a token not yet in the cache, typically the pick of the
-   * prompt's last position) without a trip through the event loop per token: the model's
-   * thread evaluates each pick and goes straight on to the next, while the returned iterator
-   * hands the picks over. What ends up cached is in GreedyRun's description. Text tokens only:
-   * a pick of the image-context id fails the step that would evaluate it, as evaluate() would.
+   * Generation from `first` (a token not yet in the cache, typically the pick of the prompt's
+   * last position) without a trip through the event loop per token: the model's thread
+   * evaluates each pick and goes straight on to the next, while the returned iterator hands the
+   * picks over. Greedy (the argmax, taken on the device) unless `options.sampler` is given. What
+   * ends up cached is in DecodeRun's description. Text tokens only: a pick of the image-context
+   * id fails the step that would evaluate it, as evaluate() would (a sampler can ban it with
+   * logitBias).
    */
-  greedyDecode(first: number, options: GreedyDecodeOptions): GreedyRun {
+  decode(first: number, options: DecodeOptions): DecodeRun {
     const V = this.model.hparams.vocabSize;
     checkTokenId(first, V);
-    if (first === this.model.vocab.imageContextId) throw new HovleError('INVALID_ARGUMENT', 'greedy decoding starts from a text token, not the image-context id');
-    const { maxSteps, stopIds = [], signal } = options;
+    if (first === this.model.vocab.imageContextId) throw new HovleError('INVALID_ARGUMENT', 'decoding starts from a text token, not the image-context id');
+    const { maxSteps, stopIds = [], signal, sampler, history = [] } = options;
     if (!Number.isInteger(maxSteps) || maxSteps < 1 || maxSteps > MAX_POSITIONS) throw new HovleError('INVALID_ARGUMENT', `maxSteps must be an integer in [1, ${MAX_POSITIONS}]`);
     if (!Array.isArray(stopIds)) throw new HovleError('INVALID_ARGUMENT', 'stopIds must be an array of token ids');
     for (const id of stopIds) checkTokenId(id, V);
+    if (sampler !== undefined && !(sampler instanceof Sampler)) throw new HovleError('INVALID_ARGUMENT', 'sampler must be a Sampler');
+    if (sampler && sampler.vocabSize !== V) throw new HovleError('INVALID_ARGUMENT', `the sampler was made for ${sampler.vocabSize} tokens, the model has ${V}`);
+    if (!Array.isArray(history)) throw new HovleError('INVALID_ARGUMENT', 'history must be an array of token ids');
+    for (const id of history) checkTokenId(id, V);
     this.ctx(); // DISPOSED now rather than from the iterator
-    const run = new GreedyRun({ serial: (fn) => this.serial(fn), native: () => this.ctx(), callsStarted: () => this.callsStarted }, first, { maxSteps, stopIds: Int32Array.from(stopIds), ...(signal ? { signal } : {}) });
+    const run = new DecodeRun({ serial: (fn) => this.serial(fn), native: () => this.ctx(), callsStarted: () => this.callsStarted }, first, {
+      maxSteps, stopIds: Int32Array.from(stopIds), ...(signal ? { signal } : {}),
+      ...(sampler ? { sampler, history: Int32Array.from(history) } : {}),
+    });
     this.runs.add(run);
     void run.finished.then(() => this.runs.delete(run));
     return run;

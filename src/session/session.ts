@@ -5,7 +5,7 @@ import { HovleError } from '../errors.js';
 import type { ImageInput } from '../image/preprocess.js';
 import type { ContextOptions, EvaluateOptions, HovleModel, ModelContext, PixelTiles } from '../runtime/model.js';
 import { tokensPerTile } from '../model/hparams.js';
-import { Sampler, type SamplingOptions } from './sampler.js';
+import { Sampler, type SamplingOptions } from '../runtime/sampler.js';
 import { StopMatcher } from './stop.js';
 import { ASSISTANT_START, checkTemplate, END_OF_TURN, expandImages, systemTurn, USER_START, userContent } from './template.js';
 
@@ -186,7 +186,7 @@ export class Session {
   /** The same as ask(), as an async iterator of text pieces; its return value is the result. */
   async *stream(message: UserMessage | string, options: AskOptions = {}): AsyncGenerator<string, AskResult, void> {
     if (this.disposed) throw new HovleError('DISPOSED', 'the session has been disposed');
-    const sampler = new Sampler(options); // validates the sampling options before any work
+    const sampler = this.samplerFor(options); // validates the sampling options before any work
     const maxTokens = options.maxTokens ?? 512;
     if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new HovleError('INVALID_ARGUMENT', 'maxTokens must be a positive integer');
     const stopper = new StopMatcher(options.stop ?? []);
@@ -200,11 +200,8 @@ export class Session {
     const preprocessMs = performance.now() - t0;
 
     const t1 = performance.now();
-    // Greedy sampling takes its pick on the device; otherwise one row of logits, reused by every
-    // step of this answer (the sampler reads it before the next step overwrites it).
-    const step: EvaluateOptions = sampler.greedy
-      ? { logits: 'last', greedy: true }
-      : { logits: 'last', logitsInto: new Float32Array(this.model.hparams.vocabSize) };
+    // Greedy sampling takes its pick on the device; otherwise the prompt's last row of logits.
+    const step: EvaluateOptions = sampler.greedy ? { logits: 'last', greedy: true } : { logits: 'last' };
     const r = await this.ctx.evaluate(ids, images, step);
     this.turns++;
     this.openTurn = false;
@@ -219,14 +216,19 @@ export class Session {
     let firstTokenAt = 0;
     const t2 = performance.now();
     let tok = r.argmax ? r.argmax[0]! : sampler.sample(r.logits, tokens);
-    // At temperature 0 the rest of the answer runs as one greedy run on the model's thread, a
-    // step ahead of this loop. It may evaluate up to maxTokens tokens, as the step-by-step loop
-    // does (the last answer token goes into the cache too), within the context's room; where
-    // this loop stops earlier (a stop string, an abort) the run is rolled back to what the
-    // step-by-step loop would have evaluated. The signal stays with this loop, which checks it
-    // where that loop did, so an abort leaves the same cache.
-    const run = sampler.greedy && tok !== eot && tok !== this.model.vocab.imageContextId && maxTokens > 1 && promptEnd < this.ctx.contextSize
-      ? this.ctx.greedyDecode(tok, { maxSteps: Math.min(maxTokens, this.ctx.contextSize - promptEnd), stopIds: [eot] })
+    // The rest of the answer runs as one decode run on the model's thread, a step ahead of this
+    // loop, greedy on the device or sampled there with this answer's sampler (its stream goes
+    // on where the first pick left it, so a seed gives the same tokens as step by step). It may
+    // evaluate up to maxTokens tokens, as a step-by-step loop would (the last answer token goes
+    // into the cache too), within the context's room; where this loop stops earlier (a stop
+    // string, an abort) the run is rolled back to what that loop would have evaluated. The
+    // signal stays with this loop, which checks it between tokens, so an abort leaves the same
+    // cache whenever it lands.
+    const run = tok !== eot && maxTokens > 1 && promptEnd < this.ctx.contextSize
+      ? this.ctx.decode(tok, {
+        maxSteps: Math.min(maxTokens, this.ctx.contextSize - promptEnd), stopIds: [eot],
+        ...(sampler.greedy ? {} : { sampler, history: tokens }),
+      })
       : undefined;
     try {
       for (;;) {
@@ -252,24 +254,21 @@ export class Session {
           stopReason = 'contextFull';
           break;
         }
-        if (run) {
-          const next = await run.next();
-          if (next.done) {
-            // The embedding module's cache can fill first (a small embeddingContextSize);
-            // evaluate() refuses the step then.
-            if (run.end === 'contextFull') throw new HovleError('CONTEXT_FULL', "the embedding module's cache is full");
-            throw new HovleError('INTERNAL', `the greedy run ended (${run.end}) before the answer did`);
-          }
-          // At maxTokens this last pick is taken only so that the token before it stays cached.
-          if (tokens.length >= maxTokens) break;
-          tok = next.value;
-        } else {
-          if (tokens.length >= maxTokens) {
-            await this.ctx.evaluate([tok], [], step);
-            break;
-          }
-          tok = sampler.sample((await this.ctx.evaluate([tok], [], step)).logits, tokens);
+        if (!run) {
+          // maxTokens 1: the answer's token is cached all the same, as at any maxTokens.
+          await this.ctx.evaluate([tok], [], { logits: 'last', greedy: true });
+          break;
         }
+        const next = await run.next();
+        if (next.done) {
+          // The embedding module's cache can fill first (a small embeddingContextSize);
+          // evaluate() refuses the step then.
+          if (run.end === 'contextFull') throw new HovleError('CONTEXT_FULL', "the embedding module's cache is full");
+          throw new HovleError('INTERNAL', `the decode run ended (${run.end}) before the answer did`);
+        }
+        // At maxTokens this last pick is taken only so that the token before it stays cached.
+        if (tokens.length >= maxTokens) break;
+        tok = next.value;
       }
     } finally {
       await run?.return();
@@ -299,6 +298,18 @@ export class Session {
         timeToFirstTokenMs: firstTokenAt - t0,
       },
     };
+  }
+
+  /**
+   * This answer's sampler. Sampling never draws the image-context id: it stands for an image row
+   * and cannot be evaluated as text (an explicit logitBias for it still wins). Greedy decoding
+   * keeps its device pick; a trained model does not emit that id.
+   */
+  private samplerFor(options: SamplingOptions): Sampler {
+    const V = this.model.hparams.vocabSize;
+    const plain = new Sampler(options, V);
+    if (plain.greedy) return plain;
+    return new Sampler({ ...options, logitBias: { [this.model.vocab.imageContextId]: -Infinity, ...options.logitBias } }, V);
   }
 
   dispose(): void {

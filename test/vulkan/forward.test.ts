@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { convertCheckpoint } from '../../src/convert/convert.js';
 import { HovleModel } from '../../src/runtime/model.js';
+import { Sampler } from '../../src/runtime/sampler.js';
 import { goldenCases, goldenF32, goldenI32, type Variant } from '../helpers/golden.js';
 import { FIXTURES, tempDir, TINY, TINY_POST } from '../helpers/tmp.js';
 
@@ -78,7 +79,7 @@ for (const [variant, hf] of [['hovle-tiny', TINY], ['hovle-tiny-post', TINY_POST
 }
 
 describe('greedy picks in the graph (ggml_argmax on the device)', () => {
-  it('hovle-tiny fjord_max1_en, f16 KV + flash attention: the picks are the argmax of the same logits', async () => {
+  it('hovle-tiny fjord_max1_en, f16 KV + flash attention: the picks are the argmax of the same logits; a sampled run draws as step by step', async () => {
     const path = join(dir, 'greedy.gguf');
     await convertCheckpoint(TINY, path, { type: 'f32' });
     const vk = await HovleModel.load(path, { backend: 'vulkan' });
@@ -105,11 +106,11 @@ describe('greedy picks in the graph (ggml_argmax on the device)', () => {
       expect((await picked.evaluate([tok], [], { logits: 'last', greedy: true })).argmax![0], `step ${step}`).toBe(want);
       tok = want;
     }
-    // The same steps as one greedy run on the device's thread (ModelContext.greedyDecode), from
+    // The same steps as one greedy run on the device's thread (ModelContext.decode), from
     // the prompt again: the same picks, and the cache left as the step-by-step context's.
     await picked.rewind(ids.length);
     const run: number[] = [];
-    for await (const id of picked.greedyDecode(b.argmax![1]!, { maxSteps: 8 })) run.push(id);
+    for await (const id of picked.decode(b.argmax![1]!, { maxSteps: 8 })) run.push(id);
     await plain.rewind(ids.length);
     tok = b.argmax![1]!;
     const steps: number[] = [];
@@ -118,6 +119,25 @@ describe('greedy picks in the graph (ggml_argmax on the device)', () => {
       steps.push(tok);
     }
     expect(run).toEqual(steps);
+    expect(picked.cached.llm).toBe(plain.cached.llm);
+    // A sampled run reads each step's logits back from the device and draws from them there:
+    // the same draws as the same sampler over evaluate()'s logits, step by step.
+    const o = { temperature: 0.8, topK: 40, repeatPenalty: 1.2, seed: 3 };
+    await picked.rewind(ids.length);
+    const sampled: number[] = [];
+    for await (const id of picked.decode(b.argmax![1]!, { maxSteps: 8, sampler: new Sampler(o, V) })) sampled.push(id);
+    await plain.rewind(ids.length);
+    const sampler = new Sampler(o, V);
+    const seen: number[] = [];
+    const drawn: number[] = [];
+    tok = b.argmax![1]!;
+    for (let step = 0; step < 8; step++) {
+      const { logits } = await plain.evaluate([tok], [], { logits: 'last' });
+      seen.push(tok);
+      tok = sampler.sample(logits, seen);
+      drawn.push(tok);
+    }
+    expect(sampled).toEqual(drawn);
     expect(picked.cached.llm).toBe(plain.cached.llm);
     plain.dispose();
     picked.dispose();

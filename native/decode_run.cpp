@@ -1,4 +1,4 @@
-#include "greedy_decode.h"
+#include "decode_run.h"
 
 #include <algorithm>
 #include <atomic>
@@ -12,16 +12,19 @@
 namespace hovle {
 namespace {
 
-class GreedyDecodeTask : public ThreadTask {
+class DecodeRunTask : public ThreadTask {
  public:
-  GreedyDecodeTask(Napi::Env env, std::shared_ptr<Context> ctx, int32_t first, int max_steps,
-                   std::vector<int32_t> stop_ids, Napi::Function on_pick, std::shared_ptr<std::atomic<bool>> stop)
+  DecodeRunTask(Napi::Env env, std::shared_ptr<Context> ctx, int32_t first, int max_steps,
+                std::vector<int32_t> stop_ids, Napi::Function on_pick, std::shared_ptr<std::atomic<bool>> stop,
+                std::unique_ptr<TokenSampler> sampler, std::vector<int32_t> history)
       : ThreadTask(env), ctx_(std::move(ctx)), tok_(first), max_steps_(max_steps),
-        stop_ids_(std::move(stop_ids)), stop_(std::move(stop)) {
+        stop_ids_(std::move(stop_ids)), stop_(std::move(stop)), sampler_(std::move(sampler)),
+        history_(std::move(history)) {
     picks_.reserve(static_cast<size_t>(std::min(max_steps_, 4096)));
-    on_pick_ = Napi::ThreadSafeFunction::New(env, on_pick, "hovle.greedyPick", 0, 1);
+    if (sampler_) logits_.resize(static_cast<size_t>(sampler_->n_vocab()));
+    on_pick_ = Napi::ThreadSafeFunction::New(env, on_pick, "hovle.decodePick", 0, 1);
   }
-  ~GreedyDecodeTask() override { on_pick_.Release(); }
+  ~DecodeRunTask() override { on_pick_.Release(); }
 
  protected:
   // Steps until the run ends, or until another context's call is queued on the model's thread:
@@ -64,7 +67,13 @@ class GreedyDecodeTask : public ThreadTask {
       }
       int32_t pick = -1;
       try {
-        ctx.Forward(&tok_, 1, nullptr, 0, {}, nullptr, &pick);
+        if (sampler_) {
+          ctx.Forward(&tok_, 1, nullptr, 0, {}, logits_.data());
+          history_.push_back(tok_);
+          pick = sampler_->Sample(logits_.data(), history_.data(), history_.size());
+        } else {
+          ctx.Forward(&tok_, 1, nullptr, 0, {}, nullptr, &pick);
+        }
       } catch (const std::exception&) {
         // Any failure comes back with the picks made before it (the promise's result lists
         // them): a rejection could reach JS ahead of their callbacks and lose them.
@@ -75,11 +84,13 @@ class GreedyDecodeTask : public ThreadTask {
         return true;
       }
       picks_.push_back(pick);
+      const uint32_t state = sampler_ ? sampler_->state() : 0;
+      states_.push_back(state);
       const int index = step_++;
       // The queue is unbounded, so this never blocks the step loop; it fails only once the JS
       // environment is shutting down, and then nobody is waiting for the pick.
-      on_pick_.NonBlockingCall([index, pick](Napi::Env env, Napi::Function fn) {
-        fn.Call({Napi::Number::New(env, index), Napi::Number::New(env, pick)});
+      on_pick_.NonBlockingCall([index, pick, state](Napi::Env env, Napi::Function fn) {
+        fn.Call({Napi::Number::New(env, index), Napi::Number::New(env, pick), Napi::Number::New(env, state)});
       });
       if (std::find(stop_ids_.begin(), stop_ids_.end(), pick) != stop_ids_.end()) {
         reason_ = "stopId";
@@ -95,6 +106,9 @@ class GreedyDecodeTask : public ThreadTask {
     Napi::Int32Array picks = Napi::Int32Array::New(env, picks_.size());
     std::copy(picks_.begin(), picks_.end(), picks.Data());
     o.Set("picks", picks);
+    Napi::Uint32Array states = Napi::Uint32Array::New(env, states_.size());
+    std::copy(states_.begin(), states_.end(), states.Data());
+    o.Set("states", states);
     o.Set("reason", reason_);
     if (!error_code_.empty()) o.Set("error", MakeError(env, error_code_, error_message_).Value());
     return o;
@@ -109,18 +123,24 @@ class GreedyDecodeTask : public ThreadTask {
   std::vector<int32_t> stop_ids_;
   std::shared_ptr<std::atomic<bool>> stop_;
   Napi::ThreadSafeFunction on_pick_;
+  std::unique_ptr<TokenSampler> sampler_;  // null: greedy, the pick taken in the graph
+  std::vector<int32_t> history_;           // what the sampler's penalties look back on
+  std::vector<float> logits_;
   std::vector<int32_t> picks_;
+  std::vector<uint32_t> states_;  // the sampler's state after each pick (0 without one)
   const char* reason_ = "maxSteps";
   std::string error_code_, error_message_;
 };
 
 }  // namespace
 
-Napi::Value QueueGreedyDecode(Napi::Env env, std::shared_ptr<Context> ctx, int32_t first, int max_steps,
-                              std::vector<int32_t> stop_ids, Napi::Function on_pick) {
+Napi::Value QueueDecodeRun(Napi::Env env, std::shared_ptr<Context> ctx, int32_t first, int max_steps,
+                           std::vector<int32_t> stop_ids, Napi::Function on_pick,
+                           std::unique_ptr<TokenSampler> sampler, std::vector<int32_t> history) {
   auto stop = std::make_shared<std::atomic<bool>>(false);
   TaskThread& thread = ctx->task_thread();
-  auto* task = new GreedyDecodeTask(env, std::move(ctx), first, max_steps, std::move(stop_ids), on_pick, stop);
+  auto* task = new DecodeRunTask(env, std::move(ctx), first, max_steps, std::move(stop_ids), on_pick, stop,
+                                 std::move(sampler), std::move(history));
   Napi::Object result = Napi::Object::New(env);
   result.Set("promise", task->Queue(thread));
   result.Set("stop", Napi::Function::New(env, [stop](const Napi::CallbackInfo& info) {

@@ -1,19 +1,32 @@
-// Greedy generation running on the model's thread (native/greedy_decode.h), seen from JS as an
-// async iterator of picks. The native loop goes on to the next step while JS handles a pick, so
-// no step waits for the event loop; what the consumer did not take is rolled back when it stops.
+// Generation running on the model's thread (native/decode_run.h), seen from JS as an async
+// iterator of picks, greedy or sampled. The native loop goes on to the next step while JS handles
+// a pick, so no step waits for the event loop; what the consumer did not take is rolled back
+// when it stops.
 import { HovleError } from '../errors.js';
-import type { NativeContext, NativeGreedyResult } from '../native/addon.js';
+import type { NativeContext, NativeDecodeResult } from '../native/addon.js';
+import type { Sampler } from './sampler.js';
 
-export interface GreedyDecodeOptions {
+export interface DecodeOptions {
   /** Evaluations at most: `first` is the first of them, and each one yields a pick. */
   maxSteps: number;
   /** Ids that end the run: yielded, never evaluated (an end-of-turn id, say). */
   stopIds?: readonly number[];
   signal?: AbortSignal;
+  /**
+   * Draws each pick with this sampler, from the step's logits, instead of taking the argmax on
+   * the device. The run continues the sampler's stream: each pick taken advances its state as
+   * if it had drawn the pick itself (do not use it elsewhere while the run goes on).
+   */
+  sampler?: Sampler;
+  /**
+   * With a sampler: the ids before `first` that its penalties look back on (the picks and
+   * `first` follow them). Default: none.
+   */
+  history?: readonly number[];
 }
 
 /** What a run needs of its context. @internal */
-export interface GreedyHost {
+export interface RunHost {
   /** Runs `fn` in the context's call queue. */
   serial(fn: () => Promise<void>): Promise<void>;
   native(): NativeContext;
@@ -22,10 +35,10 @@ export interface GreedyHost {
 }
 
 /** Why a run ended. */
-export type GreedyEnd = 'maxSteps' | 'stopId' | 'contextFull' | 'stopped';
+export type DecodeEnd = 'maxSteps' | 'stopId' | 'contextFull' | 'stopped';
 
 /**
- * The picks of a greedy run, in order. The run evaluates `first`, then each pick it yields but
+ * The picks of a decode run, in order. The run evaluates `first`, then each pick it yields but
  * the last. Once the consumer stops (break out of `for await`, or return()), the cache holds
  * `first` and the picks taken before the last one taken: one position per pick taken. Picks the
  * native loop made ahead of the consumer are rolled back, so what is cached never depends on
@@ -33,11 +46,12 @@ export type GreedyEnd = 'maxSteps' | 'stopId' | 'contextFull' | 'stopped';
  * before the run ended; when it stops later and such a call has run since, nothing is rolled
  * back, because that would take the call's tokens too.) A failed step (an id the cache cannot take, say) throws after the picks made before it.
  */
-export class GreedyRun implements AsyncIterableIterator<number> {
+export class DecodeRun implements AsyncIterableIterator<number> {
   private readonly picks: number[] = [];
+  private readonly states: number[] = [];
   private taken = 0;
   private settled = false;
-  private reason: GreedyEnd | undefined;
+  private reason: DecodeEnd | undefined;
   private failure: unknown;
   /** ABORTED or DISPOSED: thrown by next() at once, ahead of picks not yet taken. */
   private interrupted: HovleError | undefined;
@@ -53,10 +67,16 @@ export class GreedyRun implements AsyncIterableIterator<number> {
   private nextChain: Promise<unknown> = Promise.resolve();
   private closing: Promise<void> | undefined;
 
-  /** @internal Use ModelContext.greedyDecode. */
-  constructor(private readonly host: GreedyHost, first: number, options: { maxSteps: number; stopIds: Int32Array; signal?: AbortSignal }) {
-    const { signal } = options;
-    const onAbort = () => this.interrupt(new HovleError('ABORTED', 'greedy decoding was aborted', { cause: signal?.reason }));
+  private readonly sampler: Sampler | undefined;
+
+  /** @internal Use ModelContext.decode. */
+  constructor(
+    private readonly host: RunHost, first: number,
+    options: { maxSteps: number; stopIds: Int32Array; signal?: AbortSignal; sampler?: Sampler; history?: Int32Array },
+  ) {
+    const { signal, sampler } = options;
+    this.sampler = sampler;
+    const onAbort = () => this.interrupt(new HovleError('ABORTED', 'decoding was aborted', { cause: signal?.reason }));
     if (signal?.aborted) onAbort();
     else signal?.addEventListener('abort', onAbort, { once: true });
     this.slot = host.serial(async () => {
@@ -66,7 +86,10 @@ export class GreedyRun implements AsyncIterableIterator<number> {
         c.truncate('llm', base.llm + keep);
         c.truncate('embedding', base.embedding + keep);
       };
-      const h = c.greedyDecode(first, options.maxSteps, options.stopIds, (i, id) => this.onPick(i, id));
+      const onPick = (i: number, id: number, state: number) => this.onPick(i, id, state);
+      const h = sampler
+        ? c.decode(first, options.maxSteps, options.stopIds, onPick, sampler.native, options.history ?? new Int32Array(0))
+        : c.decode(first, options.maxSteps, options.stopIds, onPick);
       this.stopNative = h.stop;
       if (this.stopAsked) h.stop();
       const r = await h.promise;
@@ -98,7 +121,7 @@ export class GreedyRun implements AsyncIterableIterator<number> {
   }
 
   /** Why the run ended; undefined while it runs. */
-  get end(): GreedyEnd | undefined {
+  get end(): DecodeEnd | undefined {
     return this.reason;
   }
 
@@ -125,6 +148,7 @@ export class GreedyRun implements AsyncIterableIterator<number> {
       }
       if (this.taken < this.picks.length) {
         this.host.native(); // DISPOSED once the context is, even for picks made before
+        if (this.sampler) this.sampler.state = this.states[this.taken]!;
         return { value: this.picks[this.taken++]!, done: false };
       }
       if (this.settled) {
@@ -171,15 +195,19 @@ export class GreedyRun implements AsyncIterableIterator<number> {
     return this;
   }
 
-  private onPick(index: number, id: number): void {
+  private onPick(index: number, id: number, state: number): void {
     // Picks arrive in order; the result, which may come first, lists them all too.
     if (index !== this.picks.length) return;
     this.picks.push(id);
+    this.states.push(state);
     this.notify();
   }
 
-  private absorb(r: NativeGreedyResult): void {
-    for (let i = this.picks.length; i < r.picks.length; i++) this.picks.push(r.picks[i]!);
+  private absorb(r: NativeDecodeResult): void {
+    for (let i = this.picks.length; i < r.picks.length; i++) {
+      this.picks.push(r.picks[i]!);
+      this.states.push(r.states[i]!);
+    }
     if (r.reason === 'error') this.failure = r.error;
     else this.reason = r.reason;
   }

@@ -1,0 +1,120 @@
+// Token sampling: the options, their validation, and a seeded sampler over rows of logits. The
+// arithmetic lives in native/sampler.cpp, the one implementation, which a decode run also uses
+// on the model's thread; this class validates on the JS thread and holds the native handle.
+import { HovleError } from '../errors.js';
+import type { NativeSampler, NativeSamplingParams } from '../native/addon.js';
+import { loadAddon } from '../native/load.js';
+
+export interface SamplingOptions {
+  /** 0 (default) = greedy. */
+  temperature?: number;
+  /** Only the K most likely tokens (0, the default: all). */
+  topK?: number;
+  /** Only the most likely tokens whose probabilities sum to at least P (1, the default: all). */
+  topP?: number;
+  /** Only tokens at least this fraction as likely as the most likely one (0, the default: all). */
+  minP?: number;
+  /** Multiplicative penalty (llama.cpp style) on tokens seen in the last `penaltyWindow` tokens. */
+  repeatPenalty?: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  /** How many of the latest tokens the penalties look at (default 64; 0: none). */
+  penaltyWindow?: number;
+  /** Added to the logits of these token ids (-Infinity bans a token). */
+  logitBias?: Record<number, number>;
+  /** Same seed and inputs, same tokens (on every platform). Default: a random seed. */
+  seed?: number;
+}
+
+export function validateSampling(o: SamplingOptions): void {
+  const num = (v: unknown, name: string, lo: number, hi = Infinity) => {
+    if (v === undefined) return;
+    if (typeof v !== 'number' || !(v >= lo && v <= hi)) throw new HovleError('INVALID_ARGUMENT', `${name} must be a number in [${lo}, ${hi}]`);
+  };
+  const int = (v: unknown, name: string) => {
+    if (v !== undefined && (!Number.isInteger(v) || (v as number) < 0)) throw new HovleError('INVALID_ARGUMENT', `${name} must be a non-negative integer`);
+  };
+  num(o.temperature, 'temperature', 0);
+  num(o.topP, 'topP', 0, 1);
+  num(o.minP, 'minP', 0, 1);
+  num(o.presencePenalty, 'presencePenalty', -2, 2);
+  num(o.frequencyPenalty, 'frequencyPenalty', -2, 2);
+  if (o.repeatPenalty !== undefined && !(typeof o.repeatPenalty === 'number' && o.repeatPenalty > 0 && Number.isFinite(o.repeatPenalty))) {
+    throw new HovleError('INVALID_ARGUMENT', 'repeatPenalty must be a finite number > 0');
+  }
+  int(o.topK, 'topK');
+  int(o.penaltyWindow, 'penaltyWindow');
+  int(o.seed, 'seed');
+  if (o.topK !== undefined && o.topK > 2 ** 31 - 1) throw new HovleError('INVALID_ARGUMENT', 'topK must be below 2^31');
+  if (o.penaltyWindow !== undefined && o.penaltyWindow > 2 ** 31 - 1) throw new HovleError('INVALID_ARGUMENT', 'penaltyWindow must be below 2^31');
+  if (o.logitBias !== undefined) {
+    if (typeof o.logitBias !== 'object' || o.logitBias === null || Array.isArray(o.logitBias)) {
+      throw new HovleError('INVALID_ARGUMENT', 'logitBias must be an object of token id -> bias');
+    }
+    for (const [id, b] of Object.entries(o.logitBias)) {
+      if (!/^(0|[1-9][0-9]*)$/.test(id)) throw new HovleError('INVALID_ARGUMENT', `logitBias key "${id}" is not a token id`);
+      if (typeof b !== 'number' || !(Number.isFinite(b) || b === -Infinity)) {
+        throw new HovleError('INVALID_ARGUMENT', `logitBias[${id}] must be a finite number or -Infinity`);
+      }
+    }
+  }
+}
+
+/**
+ * A seeded sampler over rows of logits: bias, penalties, temperature, top-k, min-p, top-p, then
+ * a draw (mulberry32). Deterministic: the same seed, logits and history give the same tokens.
+ * A decode run given this sampler continues its stream; each pick the consumer takes advances
+ * `state` as if the sampler had drawn it here.
+ */
+export class Sampler {
+  private readonly handle: NativeSampler;
+
+  constructor(options: SamplingOptions, readonly vocabSize: number) {
+    validateSampling(options);
+    if (!Number.isInteger(vocabSize) || vocabSize < 1) throw new HovleError('INVALID_ARGUMENT', 'vocabSize must be a positive integer');
+    const bias = Object.entries(options.logitBias ?? {});
+    for (const [id] of bias) {
+      if (Number(id) >= vocabSize) throw new HovleError('INVALID_ARGUMENT', `logitBias id ${id} is outside the vocabulary (${vocabSize} tokens)`);
+    }
+    const params: NativeSamplingParams = {
+      ...pick(options, ['temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'presencePenalty', 'frequencyPenalty', 'penaltyWindow']),
+      ...(bias.length ? { biasIds: Int32Array.from(bias, ([id]) => Number(id)), biasValues: Float64Array.from(bias, ([, b]) => b) } : {}),
+    };
+    // The seed's low 32 bits, mixed, as the generator's first state (never 0).
+    const state = ((options.seed ?? Math.floor(Math.random() * 2 ** 31)) ^ 0x9e3779b9) >>> 0 || 1;
+    this.handle = new (loadAddon().addon.Sampler)(params, vocabSize, state);
+  }
+
+  /**
+   * True when sample() is the plain argmax of the logits (temperature 0, no bias, no penalty):
+   * the pick can then be taken on the device (evaluate's `greedy`) without the logits.
+   */
+  get greedy(): boolean {
+    return this.handle.greedy;
+  }
+
+  /** The next token for one row of logits; `history` is the text the penalties look back on. */
+  sample(logits: Float32Array, history: ArrayLike<number> = []): number {
+    return this.handle.sample(logits, history instanceof Int32Array ? history : Int32Array.from(history));
+  }
+
+  /** The generator's state: save and restore it to replay a stream. */
+  get state(): number {
+    return this.handle.state;
+  }
+
+  set state(s: number) {
+    this.handle.state = s;
+  }
+
+  /** @internal The native sampler, for a decode run to copy. */
+  get native(): NativeSampler {
+    return this.handle;
+  }
+}
+
+function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Partial<Pick<T, K>> {
+  const r: Partial<Pick<T, K>> = {};
+  for (const k of keys) if (o[k] !== undefined) r[k] = o[k];
+  return r;
+}

@@ -71,14 +71,13 @@ void TokenSampler::ApplyBiasAndPenalties(const int32_t* history, size_t n_histor
   }
 }
 
+// The first largest logit; NaN is never picked (as in Draw), and -inf counts as banned.
 int32_t TokenSampler::Argmax() const {
-  size_t best = 0;
-  for (size_t i = 1; i < l_.size(); i++) {
-    if (l_[i] > l_[best]) best = i;
+  int64_t best = -1;
+  for (size_t i = 0; i < l_.size(); i++) {
+    if (l_[i] > -std::numeric_limits<float>::infinity() && (best < 0 || l_[i] > l_[best])) best = static_cast<int64_t>(i);
   }
-  if (!(l_[best] > -std::numeric_limits<float>::infinity())) {
-    throw Error("INVALID_ARGUMENT", "logitBias and the penalties leave no token to pick");
-  }
+  if (best < 0) throw Error("INVALID_ARGUMENT", "logitBias and the penalties leave no token to pick");
   return static_cast<int32_t>(best);
 }
 
@@ -112,10 +111,22 @@ int32_t TokenSampler::Draw() {
   }
   cands_.resize(n);
   if (cands_.empty()) throw Error("INVALID_ARGUMENT", "logitBias and the penalties leave no token to sample");
+  if (max == std::numeric_limits<float>::infinity()) {
+    // A logit overflowed (a huge bias, a tiny repeatPenalty): the softmax's limit puts all the
+    // mass on the +inf tokens, equally. As logit 0 each, they take the ordinary path.
+    size_t k = 0;
+    for (const Cand& c : cands_) {
+      if (c.v == max) cands_[k++] = {0, c.id, 0};
+    }
+    cands_.resize(k);
+    max = 0;
+  }
   if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < cands_.size()) {
     std::nth_element(cands_.begin(), cands_.begin() + p_.top_k, cands_.end(),
                      [](const Cand& x, const Cand& y) { return x.v > y.v || (x.v == y.v && x.id < y.id); });
     cands_.resize(static_cast<size_t>(p_.top_k));
+    // Back in id order, so the sums below do not depend on the standard library's nth_element.
+    std::sort(cands_.begin(), cands_.end(), [](const Cand& x, const Cand& y) { return x.id < y.id; });
   }
   float min = max;
   for (const Cand& c : cands_) min = std::min(min, c.v);
@@ -123,6 +134,7 @@ int32_t TokenSampler::Draw() {
   // Group by logit: bucket 0 holds the largest. (max - v) * scale is monotonic in v, so a bucket
   // never holds a token ranked above one in an earlier bucket.
   const double range = static_cast<double>(max) - static_cast<double>(min);
+  // Both ends are finite here, so range is too (a double holds float max - float lowest).
   const double scale = range > 0 ? kBuckets / range : 0;
   const auto bucket_of = [&](float v) {
     return std::min(kBuckets - 1, static_cast<size_t>((static_cast<double>(max) - static_cast<double>(v)) * scale));
@@ -183,26 +195,34 @@ int32_t TokenSampler::Draw() {
   }
 
   double r = Random() * kept_total;
-  int32_t last = cands_[0].id;  // the lowest-ranked kept token with a weight, for a rounding sliver
-  for (size_t k = 0; k <= std::min(cut_bucket, kBuckets - 1); k++) {
-    const size_t size = k == cut_bucket ? cut_count : bucket_start_[k + 1] - bucket_start_[k];
+  const size_t end_bucket = std::min(cut_bucket, kBuckets - 1);
+  const auto kept_in = [&](size_t k) { return k == cut_bucket ? cut_count : bucket_start_[k + 1] - bucket_start_[k]; };
+  for (size_t k = 0; k <= end_bucket; k++) {
+    const size_t size = kept_in(k);
     if (size == 0) continue;
     if (k != cut_bucket && r - bucket_sum_[k] > 0) {
       r -= bucket_sum_[k];
-      if (bucket_sum_[k] > 0) last = cands_[bucket_start_[k]].id;
       continue;
     }
     SortBucket(k);
     for (size_t j = 0; j < size; j++) {
       const Cand& c = cands_[bucket_start_[k] + j];
       r -= c.w;
-      if (c.w > 0) last = c.id;
       if (r <= 0) return c.id;
     }
   }
   // Rounding (the sums are taken in another order than the walk) left a sliver of r past the
-  // kept tokens: the walk ends at the last one it could draw.
-  return last;
+  // kept tokens (u < 1 - 2^-32 leaves a margin far wider than the rounding, so in practice
+  // never): the walk ends at the lowest-ranked kept token that has a weight.
+  for (size_t k = end_bucket + 1; k-- > 0;) {
+    const size_t size = kept_in(k);
+    if (size == 0) continue;
+    SortBucket(k);
+    for (size_t j = size; j-- > 0;) {
+      if (cands_[bucket_start_[k] + j].w > 0) return cands_[bucket_start_[k] + j].id;
+    }
+  }
+  return cands_[0].id;  // every weight 0: cannot happen (the top token's is exactly 1)
 }
 
 int32_t TokenSampler::Sample(const float* logits, const int32_t* history, size_t n_history) {

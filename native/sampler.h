@@ -1,6 +1,11 @@
 // Token sampling over one row of logits: bias, penalties, temperature, top-k, min-p, top-p, then
-// a draw from a seeded mulberry32 generator (same seed and inputs, same tokens on every
-// platform). The only implementation: the JS Sampler and the decode run both call it.
+// a draw from a seeded mulberry32 generator: same seed and inputs, same tokens (across C
+// libraries, up to last-bit differences of exp()). The only implementation: the JS Sampler and
+// the decode run both call it. It draws what the TypeScript sampler it replaced drew
+// (test/helpers/reference-sampler.ts), except where a top-p or min-p cut lands within rounding
+// of a boundary (equal weights, say): that one summed normalized probabilities in sorted order,
+// this one compares unnormalized sums, which is exact on such boundaries.
+// NaN logits are never drawn; a +inf logit (an overflowed bias) takes all the mass.
 //
 // Why native: the JS version sorted the whole vocabulary (92553 ids) for every token, 60-70 ms on
 // this machine's CPU, about as long as a Q4_0 decode step, and on the JS thread. Here only the

@@ -1,6 +1,7 @@
 // The token sampler (native/sampler.cpp through src/runtime/sampler.ts) against the TypeScript
 // sampler it replaced (test/helpers/reference-sampler.ts): the same tokens from the same seed,
-// logits and history over every option, a distribution that matches the softmax, and typed
+// logits and history over every option on continuous logits; exact cuts where that one rounded
+// (equal weights); a distribution that matches the softmax; overflowed and NaN logits; typed
 // errors for bad options and inputs.
 import { describe, expect, it } from 'vitest';
 
@@ -75,6 +76,46 @@ describe('Sampler', () => {
     const z = w.reduce((a, b) => a + b, 0);
     for (let i = 0; i < l.length; i++) expect(Math.abs(counts[i]! / n - w[i]! / z)).toBeLessThan(0.01);
     expect(counts[4]).toBe(0);
+  });
+
+  it('cuts exactly on boundaries: equal weights, top-p at a multiple of them, min-p 1, top-k among ties', () => {
+    // Where the reference's running sum of normalized probabilities rounds (10 x 0.1 < 0.8 after
+    // 8), the native sampler compares unnormalized sums: exactly 8 tokens make 0.8.
+    const draws = (o: SamplingOptions, l: Float32Array, n = 3000) => {
+      const s = new Sampler({ seed: 1, ...o }, l.length);
+      const seen = new Map<number, number>();
+      for (let i = 0; i < n; i++) {
+        const t = s.sample(l);
+        seen.set(t, (seen.get(t) ?? 0) + 1);
+      }
+      return [...seen.keys()].sort((a, b) => a - b);
+    };
+    const flat = new Float32Array(10).fill(0.5);
+    expect(draws({ temperature: 1, topP: 0.8 }, flat)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(draws({ temperature: 1, topP: 0 }, flat)).toEqual([0]);
+    expect(draws({ temperature: 1, topK: 3 }, flat)).toEqual([0, 1, 2]);
+    const l = Float32Array.from([3, -1, 2, 2, 0, 5]);
+    // temperature Infinity: every weight is 1, so min-p 1 keeps them all, and top-k ranks by logit.
+    expect(draws({ temperature: Infinity, minP: 1 }, l)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(draws({ temperature: Infinity, topK: 3 }, l)).toEqual([0, 2, 5]);
+    expect(draws({ temperature: Infinity, topK: 3, topP: 0.5 }, l)).toEqual([0, 5]);
+    // A tiny temperature: every weight but the top one's underflows to 0.
+    expect(draws({ temperature: 1e-30 }, l)).toEqual([5]);
+  });
+
+  it('a logit that overflows to +Infinity takes all the probability; NaN is never picked', () => {
+    const l = Float32Array.from([0, 1, Infinity, 2, Infinity, 0]);
+    const s = new Sampler({ temperature: 1, seed: 2 }, l.length);
+    const seen = new Set(Array.from({ length: 400 }, () => s.sample(l)));
+    expect([...seen].sort()).toEqual([2, 4]);
+    // A finite bias past float32's range, and a vanishing repeat penalty, overflow the same way.
+    const row = Float32Array.from([0, 1, 2, 3, 4]);
+    expect(new Sampler({ temperature: 1, logitBias: { 1: 1e39 }, seed: 3 }, 5).sample(row)).toBe(1);
+    expect(new Sampler({ temperature: 0.5, repeatPenalty: 1e-38, seed: 3 }, 5).sample(row, [2])).toBe(2);
+    // Greedy: the first largest logit that is a number, wherever a NaN sits.
+    const nan = Float32Array.from([Number.NaN, 1, 3, Number.NaN, 3]);
+    expect(new Sampler({ temperature: 0, logitBias: { 1: 0.5 } }, 5).sample(nan)).toBe(2);
+    expect(new Sampler({ temperature: 0.7, seed: 4 }, 5).sample(Float32Array.from([Number.NaN, Number.NaN, 1, Number.NaN, Number.NaN]))).toBe(2);
   });
 
   it('state: saving and restoring it replays the stream; seeds give other streams', () => {

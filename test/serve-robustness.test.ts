@@ -163,6 +163,7 @@ describe('malformed requests', () => {
       [ask('x', 1, { max_tokens: '5' }), 'max_tokens'],
       [ask('x', 1, { max_tokens: 1.5 }), 'max_tokens'],
       [ask('x', 1, { temperature: 'hot' }), 'temperature'],
+      [ask('x', 1, { repeat_penalty: 0 }), 'repeat_penalty'],
       [ask('x', 1, { seed: 1e300 }), 'seed'],
       [ask('x', 1, { stream: 'yes' }), 'stream'],
       [ask('x', 1, { stream_options: 5 }), 'stream_options'],

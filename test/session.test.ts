@@ -65,38 +65,34 @@ describe('greedy picks on the device and from the logits agree', () => {
 
   it('device picks leave the same cache as picks from the logits: at maxTokens, at a stop string, at eos', async () => {
     // The answer runs on the model's thread ahead of the JS loop (ModelContext.decode); what it
-    // made past the point the loop stopped is rolled back. (Both paths are runs; the cache a
-    // run leaves is checked against one evaluate() per token in decode-run.test.ts and in the
-    // sampled-answer test below.)
+    // made past the point the loop stopped is rolled back. The cache holds what one evaluate()
+    // per token would have left: every answer token at maxTokens and eos (the last one is
+    // evaluated for the next turn), all but the one that completed a stop string.
     const m = models['hovle-tiny']!;
-    const answer = async (fromLogits: boolean, o: { maxTokens: number; stop?: string[] }) => {
+    const answer = async (fromLogits: boolean, question: string, o: { maxTokens: number; stop?: string[] }) => {
       const s = await Session.create(m, { kvType: 'f32' });
-      const r = await s.ask('Hello', { ...o, ...(fromLogits ? { logitBias: { 5: 0 } } : {}) });
+      const r = await s.ask(question, { ...o, ...(fromLogits ? { logitBias: { 5: 0 } } : {}) });
+      const left = s.cachedTokens - r.stats.promptTokens;
       // The follow-up turn sees whatever the first one left cached.
       const next = await s.ask('Go on', { maxTokens: 6, ...(fromLogits ? { logitBias: { 5: 0 } } : {}) });
-      const out = { tokens: r.tokens, reason: r.stopReason, cached: s.cachedTokens, next: next.tokens };
+      const out = { tokens: r.tokens, reason: r.stopReason, left, cached: s.cachedTokens, next: next.tokens };
       s.dispose();
       return out;
     };
-    const free = await answer(false, { maxTokens: 12 });
+    const free = await answer(false, 'Hello', { maxTokens: 12 });
     expect(free.reason).toBe('maxTokens');
-    expect(await answer(true, { maxTokens: 12 })).toEqual(free);
+    expect(free.left).toBe(12);
+    expect(await answer(true, 'Hello', { maxTokens: 12 })).toEqual(free);
     const text = m.tokenizer.decode(free.tokens);
-    const cut = await answer(false, { maxTokens: 12, stop: [text.slice(4, 6)] });
+    const cut = await answer(false, 'Hello', { maxTokens: 12, stop: [text.slice(4, 6)] });
     expect(cut.reason).toBe('stop');
-    expect(await answer(true, { maxTokens: 12, stop: [text.slice(4, 6)] })).toEqual(cut);
+    expect(cut.left).toBe(cut.tokens.length - 1);
+    expect(await answer(true, 'Hello', { maxTokens: 12, stop: [text.slice(4, 6)] })).toEqual(cut);
     // This question's greedy answer ends at eos after 25 tokens.
-    const eos = async (fromLogits: boolean) => {
-      const s = await Session.create(m, { kvType: 'f32' });
-      const r = await s.ask('What is this?', { maxTokens: 40, ...(fromLogits ? { logitBias: { 5: 0 } } : {}) });
-      const next = await s.ask('Go on', { maxTokens: 6, ...(fromLogits ? { logitBias: { 5: 0 } } : {}) });
-      const out = { reason: r.stopReason, cached: s.cachedTokens, tokens: r.tokens, next: next.tokens };
-      s.dispose();
-      return out;
-    };
-    const device = await eos(false);
+    const device = await answer(false, 'What is this?', { maxTokens: 40 });
     expect(device.reason).toBe('eos');
-    expect(await eos(true)).toEqual(device);
+    expect(device.left).toBe(device.tokens.length);
+    expect(await answer(true, 'What is this?', { maxTokens: 40 })).toEqual(device);
     // No token limit (the server's default without max_tokens): the context's end stops it.
     const full = async (fromLogits: boolean) => {
       const s = await Session.create(m, { kvType: 'f32', contextSize: 140 });

@@ -22,7 +22,7 @@ export interface SamplingOptions {
   penaltyWindow?: number;
   /** Added to the logits of these token ids (-Infinity bans a token). */
   logitBias?: Record<number, number>;
-  /** Same seed and inputs, same tokens (on every platform). Default: a random seed. */
+  /** Same seed and inputs, same tokens. Default: a random seed. */
   seed?: number;
 }
 
@@ -63,8 +63,10 @@ export function validateSampling(o: SamplingOptions): void {
 /**
  * A seeded sampler over rows of logits: bias, penalties, temperature, top-k, min-p, top-p, then
  * a draw (mulberry32). Deterministic: the same seed, logits and history give the same tokens.
- * A decode run given this sampler continues its stream; each pick the consumer takes advances
- * `state` as if the sampler had drawn it here.
+ * NaN logits are never drawn; a logit that overflows to +Infinity takes all the probability.
+ * A decode run given this sampler continues its stream from the state the sampler has when the
+ * run starts (after the context's calls queued before it); each pick the consumer takes then
+ * sets `state` as if the sampler had drawn it here. Do not sample with it meanwhile.
  */
 export class Sampler {
   private readonly handle: NativeSampler;

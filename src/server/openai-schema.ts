@@ -75,6 +75,13 @@ function number(body: Record<string, unknown>, key: string, lo: number, hi: numb
   return v;
 }
 
+/** A number in (0, hi]: a repeat penalty of 0 divides by zero. */
+function positive(body: Record<string, unknown>, key: string, hi: number): number | undefined {
+  const v = number(body, key, 0, hi);
+  if (v === 0) throw badRequest(`${key} must be a number in (0, ${hi}]`, key);
+  return v;
+}
+
 function integer(body: Record<string, unknown>, key: string, lo: number, hi = Number.MAX_SAFE_INTEGER): number | undefined {
   const v = body[key];
   if (v === undefined || v === null) return undefined;
@@ -115,7 +122,7 @@ function generation(body: Record<string, unknown>, limits: SchemaLimits): Genera
     topP: number(body, 'top_p', 0, 1),
     topK: integer(body, 'top_k', 0),
     minP: number(body, 'min_p', 0, 1),
-    repeatPenalty: number(body, 'repeat_penalty', 0, 10),
+    repeatPenalty: positive(body, 'repeat_penalty', 10),
     presencePenalty: number(body, 'presence_penalty', -2, 2),
     frequencyPenalty: number(body, 'frequency_penalty', -2, 2),
     logitBias: logitBias(body.logit_bias),

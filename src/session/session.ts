@@ -224,9 +224,10 @@ export class Session {
     // string, an abort) the run is rolled back to what that loop would have evaluated. The
     // signal stays with this loop, which checks it between tokens, so an abort leaves the same
     // cache whenever it lands.
-    const run = tok !== eot && maxTokens > 1 && promptEnd < this.ctx.contextSize
+    const imageId = this.model.vocab.imageContextId;
+    const run = tok !== eot && tok !== imageId && maxTokens > 1 && promptEnd < this.ctx.contextSize
       ? this.ctx.decode(tok, {
-        maxSteps: Math.min(maxTokens, this.ctx.contextSize - promptEnd), stopIds: [eot],
+        maxSteps: Math.min(maxTokens, this.ctx.contextSize - promptEnd), stopIds: [eot, imageId],
         ...(sampler.greedy ? {} : { sampler, history: tokens }),
       })
       : undefined;
@@ -237,6 +238,11 @@ export class Session {
         if (tok === eot) {
           stopReason = 'eos';
           break;
+        }
+        if (tok === imageId) {
+          // Only a greedy pick can be this id (sampling bans it unless a logitBias asks for
+          // it): the model's failure, not the caller's, so not INVALID_ARGUMENT.
+          throw new HovleError('INTERNAL', 'the model picked <IMG_CONTEXT>, which stands for an image row and cannot continue as text; sample (temperature > 0) or ban it with logitBias');
         }
         tokens.push(tok);
         const { emit, stopped } = stopper.push(decoder.push(tok));

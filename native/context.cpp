@@ -161,6 +161,11 @@ void Context::Init() {
               what + ": KV cache " + FormatMiB(kv_host) + " + compute buffers " + FormatMiB(compute_host) + ",", opts_.memory_limit, hint);
   // The device's cache is allocated (and counted in its free memory) by now.
   if (compute_dev > 0) CheckMemory(model_->device, compute_dev, what + ": its compute buffers", opts_.memory_limit, hint);
+  // On a device the compute buffers are allocated now, at the largest size measured, so later
+  // graphs do not grow (free and reallocate) them between computes. A device buffer freed that
+  // way after the vision graphs and a few prefill batches had used it is double-freed inside
+  // Mesa 22.3 lavapipe's queue thread (heap corruption at the 13-tile fixture case).
+  if (backend_) MeasureCompute(true);
 
   for (ggml_backend_buffer_t b : kv_buf_) ggml_backend_buffer_clear(b, 0);
 }
@@ -449,7 +454,7 @@ Context::LlmGraph Context::BuildLlmGraph(ggml_context* ctx, ggml_cgraph* gf, int
   return g;
 }
 
-std::vector<size_t> Context::MeasureCompute() {
+std::vector<size_t> Context::MeasureCompute(bool reserve) {
   const HParams& hp = model_->hp;
   const int n_backends = backend_ ? 2 : 1;
   std::vector<size_t> peak(n_backends, 0);
@@ -457,11 +462,15 @@ std::vector<size_t> Context::MeasureCompute() {
   // buffers, which the next ggml_backend_sched_alloc_graph would take for allocated.
   ggml_backend_t backends[2] = {backend_ ? backend_ : cpu_backend_, cpu_backend_};
   std::unique_ptr<ggml_backend_sched, decltype(&ggml_backend_sched_free)> sched(
-      ggml_backend_sched_new(backends, nullptr, n_backends, kGraphSize, false, true), &ggml_backend_sched_free);
-  if (!sched) throw Error("INTERNAL", "cannot create the graph scheduler");
+      reserve ? nullptr : ggml_backend_sched_new(backends, nullptr, n_backends, kGraphSize, false, true), &ggml_backend_sched_free);
+  if (!reserve && !sched) throw Error("INTERNAL", "cannot create the graph scheduler");
   auto measure = [&](const std::function<void(ggml_context*, ggml_cgraph*)>& build) {
     GraphScope g(graph_mem_);
     build(g.ctx.get(), g.gf);
+    if (reserve) {
+      if (!ggml_backend_sched_reserve(sched_, g.gf)) throw Error("OUT_OF_DEVICE_MEMORY", "cannot allocate the compute buffers");
+      return;
+    }
     std::vector<size_t> sizes(n_backends, 0);
     ggml_backend_sched_reserve_size(sched.get(), g.gf, sizes.data());
     for (int i = 0; i < n_backends; ++i) peak[i] = std::max(peak[i], sizes[i]);

@@ -255,8 +255,9 @@ class Context {
   // Positions n_past.., their cache rows and the causal mask of a batch of nb appended at n_past.
   void SetPositions(const BatchInputs& in, int nb, int n_past);
   // Compute-buffer bytes per scheduler backend (device first when there is one) for the
-  // largest graphs this context will run.
-  std::vector<size_t> MeasureCompute();
+  // largest graphs this context will run. With `reserve`, allocates sched_'s buffers for those
+  // graphs instead (and returns nothing).
+  std::vector<size_t> MeasureCompute(bool reserve = false);
   // Allocates a graph's compute buffers; when they grew past what was checked, checks the
   // growth against the memory available first.
   void AllocGraph(ggml_cgraph* graph, const char* what);

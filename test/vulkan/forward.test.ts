@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { convertCheckpoint } from '../../src/convert/convert.js';
 import { HovleModel } from '../../src/runtime/model.js';
 import { Sampler } from '../../src/runtime/sampler.js';
-import { goldenCases, goldenF32, goldenI32, type Variant } from '../helpers/golden.js';
+import { goldenCases, goldenF32, goldenI32, maxAbs, type Variant } from '../helpers/golden.js';
 import { FIXTURES, tempDir, TINY, TINY_POST } from '../helpers/tmp.js';
 
 const dir = tempDir('vulkan-forward');
@@ -141,6 +141,31 @@ describe('greedy picks in the graph (ggml_argmax on the device)', () => {
     expect(picked.cached.llm).toBe(plain.cached.llm);
     plain.dispose();
     picked.dispose();
+  });
+});
+
+describe('compute buffers', () => {
+  // ~55 s on lavapipe: in the float32 run only (scripts/test-vulkan.mjs runs this file twice).
+  it.runIf(STRICT)('are allocated at full size when the context is made: an image, then a long prompt, does not grow them', async () => {
+    // Growing the device's compute buffer (ggml frees it and allocates a larger one) after the
+    // vision graph had used it made Mesa 22.3 lavapipe free it twice in its queue thread: heap
+    // corruption, then abort, at the 13-tile fixture case and in this smaller sequence (every
+    // run, ~20 s in; a failure here is the test process aborting). Contexts on a device now
+    // reserve the largest graphs' buffers up front.
+    const path = join(dir, 'buffers.gguf');
+    await convertCheckpoint(TINY, path, { type: 'f32' });
+    const text = Array.from({ length: 3472 }, (_, i) => 5 + (i % 900));
+    const last: Float32Array[] = [];
+    for (const backend of ['vulkan', 'cpu'] as const) {
+      const m = await HovleModel.load(path, { backend });
+      const img = await m.preprocessImage(join(FIXTURES, 'images', 'fjord.jpg'), { maxTiles: 1 });
+      const ctx = await m.createContext({ contextSize: text.length + 8, kvType: 'f32' });
+      await ctx.encodeImages([img]);
+      last.push((await ctx.evaluate(text, [], { logits: 'last' })).logits);
+      ctx.dispose();
+      m.dispose();
+    }
+    expect(maxAbs(last[0]!.map((x, i) => x - last[1]![i]!))).toBeLessThan(TOL);
   });
 });
 

@@ -18,6 +18,15 @@ void Check(bool ok, const std::string& what) {
   if (!ok) throw Error("INVALID_ARGUMENT", what);
 }
 
+// The draw's order: largest logit first, lower id first among equals (a strict weak order: NaN
+// never reaches it). A function object, so std::sort inlines it.
+struct RankedBefore {
+  template <typename C>
+  bool operator()(const C& x, const C& y) const {
+    return x.v > y.v || (x.v == y.v && x.id < y.id);
+  }
+};
+
 }  // namespace
 
 TokenSampler::TokenSampler(SamplingParams params, int n_vocab, uint32_t state)
@@ -83,8 +92,7 @@ int32_t TokenSampler::Argmax() const {
 
 void TokenSampler::SortBucket(size_t b) {
   if (bucket_sorted_[b]) return;
-  std::sort(cands_.begin() + bucket_start_[b], cands_.begin() + bucket_start_[b + 1],
-            [](const Cand& x, const Cand& y) { return x.v > y.v || (x.v == y.v && x.id < y.id); });
+  std::sort(cands_.begin() + bucket_start_[b], cands_.begin() + bucket_start_[b + 1], RankedBefore());
   bucket_sorted_[b] = 1;
 }
 
@@ -122,8 +130,7 @@ int32_t TokenSampler::Draw() {
     max = 0;
   }
   if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < cands_.size()) {
-    std::nth_element(cands_.begin(), cands_.begin() + p_.top_k, cands_.end(),
-                     [](const Cand& x, const Cand& y) { return x.v > y.v || (x.v == y.v && x.id < y.id); });
+    std::nth_element(cands_.begin(), cands_.begin() + p_.top_k, cands_.end(), RankedBefore());
     cands_.resize(static_cast<size_t>(p_.top_k));
     // Back in id order, so the sums below do not depend on the standard library's nth_element.
     std::sort(cands_.begin(), cands_.end(), [](const Cand& x, const Cand& y) { return x.id < y.id; });
@@ -170,25 +177,25 @@ int32_t TokenSampler::Draw() {
   if (p_.min_p > 0 || p_.top_p < 1) {
     const double target = p_.top_p * total;
     double acc = 0;
-    size_t n = 0;
+    size_t kept_n = 0;
     for (size_t k = 0; k < kBuckets && cut_bucket == kBuckets; k++) {
       const size_t size = bucket_start_[k + 1] - bucket_start_[k];
       if (size == 0) continue;
       if ((p_.min_p == 0 || bucket_min_w_[k] >= p_.min_p) && (p_.top_p >= 1 || acc + bucket_sum_[k] < target)) {
         acc += bucket_sum_[k];
-        n += size;
+        kept_n += size;
         continue;
       }
       SortBucket(k);
       for (size_t j = 0; j < size; j++) {
         const double w = cands_[bucket_start_[k] + j].w;
-        if (n > 0 && ((p_.min_p > 0 && w < p_.min_p) || (p_.top_p < 1 && acc >= target))) {
+        if (kept_n > 0 && ((p_.min_p > 0 && w < p_.min_p) || (p_.top_p < 1 && acc >= target))) {
           cut_bucket = k;
           cut_count = j;
           break;
         }
         acc += w;
-        n++;
+        kept_n++;
       }
     }
     kept_total = acc;
@@ -251,6 +258,15 @@ int IntOr(Napi::Env env, const Napi::Object& o, const char* key, int fallback) {
   return static_cast<int>(d);
 }
 
+// A generator state from JS: a 32-bit unsigned integer.
+uint32_t StateFrom(Napi::Env env, const Napi::Value& v) {
+  const double s = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+  if (!(s >= 0 && s <= UINT32_MAX) || std::floor(s) != s) {
+    throw MakeError(env, "INVALID_ARGUMENT", "the sampler state must be a 32-bit unsigned integer");
+  }
+  return static_cast<uint32_t>(s);
+}
+
 }  // namespace
 
 SamplingParams ParseSamplingParams(Napi::Env env, const Napi::Object& o) {
@@ -293,15 +309,12 @@ SamplerWrap::SamplerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Samp
   if (!info[0].IsObject()) throw MakeError(env, "INVALID_ARGUMENT", "the sampling parameters must be an object");
   SamplingParams p = ParseSamplingParams(env, info[0].As<Napi::Object>());
   const double n_vocab = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 0;
-  const double state = info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : -1;
   if (!(n_vocab >= 1 && n_vocab <= INT32_MAX) || std::floor(n_vocab) != n_vocab) {
     throw MakeError(env, "INVALID_ARGUMENT", "nVocab must be a positive integer");
   }
-  if (!(state >= 0 && state <= UINT32_MAX) || std::floor(state) != state) {
-    throw MakeError(env, "INVALID_ARGUMENT", "the sampler state must be a 32-bit unsigned integer");
-  }
+  const uint32_t state = StateFrom(env, info[2]);
   try {
-    s_ = std::make_unique<TokenSampler>(std::move(p), static_cast<int>(n_vocab), static_cast<uint32_t>(state));
+    s_ = std::make_unique<TokenSampler>(std::move(p), static_cast<int>(n_vocab), state);
   } catch (const Error& e) {
     throw MakeError(env, e.code(), e.what());
   }
@@ -344,11 +357,7 @@ Napi::Value SamplerWrap::GetState(const Napi::CallbackInfo& info) {
 }
 
 void SamplerWrap::SetState(const Napi::CallbackInfo& info, const Napi::Value& v) {
-  const double s = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
-  if (!(s >= 0 && s <= UINT32_MAX) || std::floor(s) != s) {
-    throw MakeError(info.Env(), "INVALID_ARGUMENT", "the sampler state must be a 32-bit unsigned integer");
-  }
-  s_->set_state(static_cast<uint32_t>(s));
+  s_->set_state(StateFrom(info.Env(), v));
 }
 
 }  // namespace hovle

@@ -44,7 +44,8 @@ export type DecodeEnd = 'maxSteps' | 'stopId' | 'contextFull' | 'stopped';
  * native loop made ahead of the consumer are rolled back, so what is cached never depends on
  * timing. (Calls queued behind the run see the cache as the consumer left it when it stopped
  * before the run ended; when it stops later and such a call has run since, nothing is rolled
- * back, because that would take the call's tokens too.) A failed step (an id the cache cannot take, say) throws after the picks made before it.
+ * back, because that would take the call's tokens too.) A failed step (an id the cache cannot
+ * take, say) throws after the picks made before it.
  */
 export class DecodeRun implements AsyncIterableIterator<number> {
   private readonly picks: number[] = [];

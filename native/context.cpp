@@ -38,6 +38,14 @@ constexpr int kKvPad = 256;
 // layers all run on a GPU: their compute buffers are device memory, and the trim itself (a walk
 // of every malloc arena) costs milliseconds, a tenth of a 300-token prefill there.
 constexpr int kReleaseHeapTokens = 64;
+// Most rows of logits one graph computes. A call asking for more (evaluate() returns every
+// position's by default) computes its batch's final hidden rows in the batch's graph and their
+// logits in head graphs of this many rows. So no graph outgrows the compute buffers measured at
+// creation: 512 rows would add 181 MiB (92553 floats each), and on a device growing a buffer
+// means freeing and reallocating it mid-context, which Mesa 22.3 lavapipe double-frees (see
+// Init). 32 rows fit in what a prefill batch needs anyway (measured: Q4_0, batch 256 and 512,
+// with and without flash attention, 4096 positions); 64 added 1.1 MiB at batch 256.
+constexpr int kLogitRowsPerGraph = 32;
 
 ggml_type KvGgmlType(KvType t) {
   switch (t) {
@@ -432,26 +440,74 @@ Context::LlmGraph Context::BuildLlmGraph(ggml_context* ctx, ggml_cgraph* gf, int
   }
   g.in = NewBatchInputs(ctx, true, nb, n_past);
   ggml_tensor* cur = BuildSegment(ctx, input, true, nb, n_past, g.in);
-  if (n_out > 0) {
+  if (n_out > kLogitRowsPerGraph) {
+    g.sel = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_out);
+    ggml_set_input(g.sel);
+    cur = ggml_get_rows(ctx, cur, g.sel);
+    g.hidden = ggml_mul(ctx, ggml_rms_norm(ctx, cur, hp.llm.eps), model_->out_norm);
+    ggml_set_output(g.hidden);
+    ggml_build_forward_expand(gf, g.hidden);
+  } else if (n_out > 0) {
     g.sel = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_out);
     ggml_set_input(g.sel);
     cur = ggml_get_rows(ctx, cur, g.sel);
     cur = ggml_mul(ctx, ggml_rms_norm(ctx, cur, hp.llm.eps), model_->out_norm);
-    g.out = ggml_mul_mat(ctx, model_->output, cur);
-    // Only what is read back is an output: with the picks, the logits are scratch.
-    if (pick) {
-      g.pick = ggml_argmax(ctx, g.out);
-      ggml_set_output(g.pick);
-      ggml_build_forward_expand(gf, g.pick);
-    } else {
-      ggml_set_output(g.out);
-      ggml_build_forward_expand(gf, g.out);
-    }
+    const HeadGraph h = BuildHead(ctx, gf, cur, pick);
+    g.out = h.out;
+    g.pick = h.pick;
   } else {
     // No logits wanted from this batch, but its layers must still fill the KV cache.
     ggml_build_forward_expand(gf, cur);
   }
   return g;
+}
+
+Context::HeadGraph Context::BuildHead(ggml_context* ctx, ggml_cgraph* gf, ggml_tensor* hidden, bool pick) {
+  HeadGraph h{};
+  h.out = ggml_mul_mat(ctx, model_->output, hidden);
+  // Only what is read back is an output: with the picks, the logits are scratch.
+  if (pick) {
+    h.pick = ggml_argmax(ctx, h.out);
+    ggml_set_output(h.pick);
+    ggml_build_forward_expand(gf, h.pick);
+  } else {
+    ggml_set_output(h.out);
+    ggml_build_forward_expand(gf, h.out);
+  }
+  return h;
+}
+
+void Context::ReadLogits(const LlmGraph& l, float* logits, int32_t* picks) {
+  if (l.pick) {
+    ggml_backend_tensor_get(l.pick, picks, 0, ggml_nbytes(l.pick));
+    return;
+  }
+  if (l.out) {
+    ggml_backend_tensor_get(l.out, logits, 0, ggml_nbytes(l.out));
+    return;
+  }
+  if (!l.hidden) return;
+  // Read before the head graphs take the compute buffers over.
+  const int H = model_->hp.llm.n_embd;
+  const int V = model_->hp.n_vocab;
+  const int n_out = static_cast<int>(l.hidden->ne[1]);
+  std::vector<float> hidden(static_cast<size_t>(n_out) * H);
+  ggml_backend_tensor_get(l.hidden, hidden.data(), 0, ggml_nbytes(l.hidden));
+  for (int r0 = 0; r0 < n_out; r0 += kLogitRowsPerGraph) {
+    const int nr = std::min(kLogitRowsPerGraph, n_out - r0);
+    GraphScope g(graph_mem_);
+    ggml_tensor* inp = ggml_new_tensor_2d(g.ctx.get(), GGML_TYPE_F32, H, nr);
+    ggml_set_input(inp);
+    const HeadGraph h = BuildHead(g.ctx.get(), g.gf, inp, picks != nullptr);
+    AllocGraph(g.gf, "output graph");
+    ggml_backend_tensor_set(inp, hidden.data() + static_cast<size_t>(r0) * H, 0, ggml_nbytes(inp));
+    Compute(g.gf);
+    if (h.pick) {
+      ggml_backend_tensor_get(h.pick, picks + r0, 0, ggml_nbytes(h.pick));
+    } else {
+      ggml_backend_tensor_get(h.out, logits + static_cast<size_t>(r0) * V, 0, ggml_nbytes(h.out));
+    }
+  }
 }
 
 std::vector<size_t> Context::MeasureCompute(bool reserve) {
@@ -475,16 +531,22 @@ std::vector<size_t> Context::MeasureCompute(bool reserve) {
     ggml_backend_sched_reserve_size(sched.get(), g.gf, sizes.data());
     for (int i = 0; i < n_backends; ++i) peak[i] = std::max(peak[i], sizes[i]);
   };
-  // A prefill batch that ends at a full context (the largest attention), with a logits row as
-  // generation asks for; more rows of logits are checked when a call asks for them (AllocGraph).
+  // A prefill batch that ends at a full context (the largest attention), with as many rows of
+  // logits as a graph computes.
   const int nb_llm = std::min(opts_.n_batch, opts_.n_ctx_llm);
-  measure([&](ggml_context* c, ggml_cgraph* gf) { BuildLlmGraph(c, gf, nb_llm, opts_.n_ctx_llm - nb_llm, 1); });
+  const int n_out = std::min(nb_llm, kLogitRowsPerGraph);
+  measure([&](ggml_context* c, ggml_cgraph* gf) { BuildLlmGraph(c, gf, nb_llm, opts_.n_ctx_llm - nb_llm, n_out); });
   const int nb_emb = std::min(opts_.n_batch, opts_.n_ctx_emb);
   measure([&](ggml_context* c, ggml_cgraph* gf) { BuildEmbedGraph(c, gf, nb_emb, nb_emb, opts_.n_ctx_emb - nb_emb); });
   const int nb_fwd = std::min(nb_llm, nb_emb);
   measure([&](ggml_context* c, ggml_cgraph* gf) {
     const EmbedGraph e = BuildEmbedGraph(c, gf, nb_fwd, nb_fwd, opts_.n_ctx_emb - nb_fwd, false);
-    BuildLlmGraph(c, gf, nb_fwd, opts_.n_ctx_llm - nb_fwd, 1, e.out);
+    BuildLlmGraph(c, gf, nb_fwd, opts_.n_ctx_llm - nb_fwd, std::min(nb_fwd, kLogitRowsPerGraph), e.out);
+  });
+  measure([&](ggml_context* c, ggml_cgraph* gf) {
+    ggml_tensor* inp = ggml_new_tensor_2d(c, GGML_TYPE_F32, hp.llm.n_embd, std::min(nb_llm, kLogitRowsPerGraph));
+    ggml_set_input(inp);
+    BuildHead(c, gf, inp, false);
   });
   measure([&](ggml_context* c, ggml_cgraph* gf) { BuildVisionGraph(c, gf, kTilesPerGraph, !hp.post); });
   if (hp.post) measure([&](ggml_context* c, ggml_cgraph* gf) { BuildShuffleProjectGraph(c, gf, kTilesPerGraph); });
@@ -505,7 +567,8 @@ void Context::AllocGraph(ggml_cgraph* graph, const char* what) {
     const bool host = backends[i] == cpu_backend_;
     CheckMemory(host ? nullptr : model_->device, size - compute_checked_[i],
                 std::string("the ") + what + "'s compute buffers grew to " + FormatMiB(size) + "; the growth", opts_.memory_limit,
-                "Ask for fewer rows of logits, or use a smaller batchSize");
+                "Use a smaller batchSize");
+    compute_bytes_ += size - compute_checked_[i];
     compute_checked_[i] = size;
   }
 }
@@ -663,7 +726,7 @@ std::vector<float> Context::Llm(const float* rows, int n, const std::vector<int3
     AllocGraph(g.gf, "LLM graph");
     SetLlmInputs(l, rows + static_cast<size_t>(b0) * H, nb, n_past_llm_, sel);
     Compute(g.gf);
-    if (l.out) ggml_backend_tensor_get(l.out, logits.data() + w * V, 0, ggml_nbytes(l.out));
+    ReadLogits(l, logits.data() + w * V, nullptr);
     w += sel.size();
     n_past_llm_ += nb;
   }
@@ -745,10 +808,10 @@ std::vector<float> Context::Forward(const int32_t* ids, int n, const float* imag
     SetEmbedInputs(e, ids + b0, nb, image_rows + static_cast<size_t>(img_used) * H, n_past_emb_);
     SetLlmInputs(l, nullptr, nb, n_past_llm_, sel);
     Compute(gf);
-    if (l.pick) {
-      ggml_backend_tensor_get(l.pick, picks_out + w, 0, ggml_nbytes(l.pick));
-    } else if (l.out) {
-      ggml_backend_tensor_get(l.out, dst + w * V, 0, ggml_nbytes(l.out));
+    if (pick) {
+      ReadLogits(l, nullptr, picks_out + w);
+    } else {
+      ReadLogits(l, dst + w * V, nullptr);
     }
     w += sel.size();
     img_used += nb_img;

@@ -194,8 +194,8 @@ class Context {
   // Copies `other`'s cached positions (same model and cache layout) into this context.
   void CopyCacheFrom(const Context& other);
   const ContextOptions& options() const { return opts_; }
-  // Bytes of the KV caches, and the compute buffers measured at creation for the largest
-  // batches (prefill at a full context, a one-row logits output, kTilesPerGraph image tiles).
+  // Bytes of the KV caches, and of the compute buffers: measured at creation for the largest
+  // graphs (prefill at a full context, kTilesPerGraph image tiles), more if a graph grew them.
   size_t kv_bytes() const { return kv_bytes_; }
   size_t compute_bytes() const { return compute_bytes_; }
 
@@ -235,7 +235,13 @@ class Context {
   struct LlmGraph {
     ggml_tensor *inp, *sel, *out;  // sel/out null when no logits are wanted
     ggml_tensor* pick;             // the argmax of each row of out, when asked for
+    // Instead of out/pick, for more rows than one graph computes logits for: the final hidden
+    // rows (normed), whose logits head graphs compute (ReadLogits).
+    ggml_tensor* hidden;
     BatchInputs in;
+  };
+  struct HeadGraph {
+    ggml_tensor *out, *pick;  // pick null unless asked for
   };
   VisionGraph BuildVisionGraph(ggml_context* ctx, ggml_cgraph* gf, int n_tiles, bool project);
   VisionGraph BuildShuffleProjectGraph(ggml_context* ctx, ggml_cgraph* gf, int n_tiles);
@@ -245,6 +251,11 @@ class Context {
   // a new input tensor (g.inp). `pick`: the graph ends in the argmax of each logits row.
   LlmGraph BuildLlmGraph(ggml_context* ctx, ggml_cgraph* gf, int n_tokens, int n_past, int n_out,
                          ggml_tensor* input = nullptr, bool pick = false);
+  // The output head over normed hidden rows [n_embd, n_rows]: logits, or their argmax.
+  HeadGraph BuildHead(ggml_context* ctx, ggml_cgraph* gf, ggml_tensor* hidden, bool pick);
+  // Reads a computed LLM graph's logits (or picks, when `picks` is given) into the host arrays,
+  // running head graphs when the graph stopped at the hidden rows.
+  void ReadLogits(const LlmGraph& l, float* logits, int32_t* picks);
   // Checks shared by the stage runners; throw hovle::Error.
   void CheckRoom(bool llm, int n) const;
   // Ids inside the vocabulary, as many IMG_CONTEXT ids as image rows.
@@ -283,7 +294,7 @@ class Context {
   std::atomic<int> n_past_llm_{0};
   std::vector<uint8_t> graph_mem_;
   size_t kv_bytes_ = 0;
-  size_t compute_bytes_ = 0;
+  std::atomic<size_t> compute_bytes_{0};  // read by the JS thread
   std::vector<size_t> compute_checked_;  // per scheduler backend, bytes known to fit
   ggml_cgraph* pending_graph_ = nullptr;  // the graph being built (KV writes are expanded into it)
   // The last fused-forward graph without image rows, kept built and allocated: a call with the

@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { convertCheckpoint } from '../src/convert/convert.js';
+import { readHfConfig } from '../src/convert/hf-config.js';
+import { writeSyntheticModel } from '../src/convert/synthetic.js';
 import { HovleError } from '../src/errors.js';
 import { HovleModel } from '../src/runtime/model.js';
 import { Session } from '../src/session/session.js';
@@ -79,6 +81,46 @@ describe('contexts', () => {
     // Without flash attention the scores of a 512-row batch against every position are a buffer.
     const noFa = await sizes({ contextSize: 1024, kvType: 'f16', flashAttention: false });
     expect(noFa.computeBytes).toBeGreaterThan(f16.computeBytes);
+  });
+
+  it('logits at every position of a batch do not grow the compute buffers', async () => {
+    // The tiny model's shapes with a 20000-token vocabulary (80 KB of logits per row): 300 rows
+    // of logits are 23 MiB, four times what its graphs need otherwise (the vision graph's ~5
+    // MiB). Computed in the batch's graph, they grew the buffers, which on a device is a free and
+    // reallocation mid-context (Mesa lavapipe double-frees it). Head graphs of a few dozen rows
+    // compute them instead.
+    const h = { ...(await readHfConfig(TINY)), name: 'wide-vocab', vocabSize: 20000 };
+    const wide = await HovleModel.load((await writeSyntheticModel(join(dir, 'wide.gguf'), { type: 'f16', tokenizerDir: TINY, hparams: h })).path);
+    const opts = { contextSize: 512, kvType: 'f16' as const, flashAttention: true };
+    const ctx = await wide.createContext({ ...opts, batchSize: 512 });
+    const before = ctx.memory.computeBytes;
+    expect(before).toBeLessThan(8 * MiB);
+    const ids = Array.from({ length: 300 }, (_, i) => 10 + ((i * 7) % 900));
+    const all = await ctx.evaluate(ids, [], { logits: 'all' });
+    expect(ctx.memory.computeBytes).toBe(before);
+    // Few enough rows (every tenth: 30) are computed in the batch's own graph: the same values.
+    const V = h.vocabSize;
+    const ref = await wide.createContext({ ...opts, batchSize: 512 });
+    const rows = ids.map((_, i) => i).filter((i) => i % 10 === 9);
+    const some = await ref.evaluate(ids, [], { logits: rows });
+    let d = 0;
+    rows.forEach((r, k) => {
+      for (let j = 0; j < V; j++) d = Math.max(d, Math.abs(all.logits[r * V + j]! - some.logits[k * V + j]!));
+    });
+    expect(some.logits.length).toBe(rows.length * V);
+    expect(d).toBeLessThanOrEqual(1e-5);
+    // Greedy picks over every row go through the same head graphs.
+    await ctx.rewind(0);
+    const picks = await ctx.evaluate(ids, [], { logits: 'all', greedy: true });
+    const want = ids.map((_, r) => {
+      const row = all.logits.subarray(r * V, (r + 1) * V);
+      return row.indexOf(Math.max(...row));
+    });
+    expect(Array.from(picks.argmax!)).toEqual(want);
+    expect(ctx.memory.computeBytes).toBe(before);
+    ctx.dispose();
+    ref.dispose();
+    wide.dispose();
   });
 
   it('counts the compute buffers of a prefill at a full context, not only the cache', async () => {

@@ -331,8 +331,9 @@ export class ModelContext {
 
   /**
    * Bytes this context holds besides the model: its KV caches (both segments), and the compute
-   * buffers as measured at creation on the largest graphs it will run (checked against the
-   * memory available then; a call asking for many rows of logits may grow them).
+   * buffers, sized at creation for the largest graphs it runs and checked against the memory
+   * available then. Asking for many rows of logits does not grow them: those logits are computed
+   * a few dozen rows per graph.
    */
   get memory(): { kvBytes: number; computeBytes: number } {
     return this.ctx().memory();

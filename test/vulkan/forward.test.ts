@@ -4,6 +4,8 @@ import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { convertCheckpoint } from '../../src/convert/convert.js';
+import { readHfConfig } from '../../src/convert/hf-config.js';
+import { writeSyntheticModel } from '../../src/convert/synthetic.js';
 import { HovleModel } from '../../src/runtime/model.js';
 import { Sampler } from '../../src/runtime/sampler.js';
 import { goldenCases, goldenF32, goldenI32, maxAbs, type Variant } from '../helpers/golden.js';
@@ -166,6 +168,29 @@ describe('compute buffers', () => {
       m.dispose();
     }
     expect(maxAbs(last[0]!.map((x, i) => x - last[1]![i]!))).toBeLessThan(TOL);
+  });
+
+  it('logits at every position after an image do not grow them either (head graphs of a few dozen rows)', async () => {
+    // A 20000-token vocabulary on the tiny shapes: 300 rows of logits (23 MiB) are four times
+    // the rest of a graph. Computed in the batch's graph they grew the device's buffer after the
+    // vision graph had used it, the sequence lavapipe double-frees.
+    const h = { ...(await readHfConfig(TINY)), name: 'wide-vocab', vocabSize: 20000 };
+    const path = (await writeSyntheticModel(join(dir, 'wide.gguf'), { type: 'f32', tokenizerDir: TINY, hparams: h })).path;
+    const ids = Array.from({ length: 300 }, (_, i) => 10 + ((i * 7) % 900));
+    const out: Float32Array[] = [];
+    for (const backend of ['vulkan', 'cpu'] as const) {
+      const m = await HovleModel.load(path, { backend });
+      const img = await m.preprocessImage(join(FIXTURES, 'images', 'fjord.jpg'), { maxTiles: 1 });
+      const ctx = await m.createContext({ contextSize: 1024, batchSize: 512, kvType: 'f32' });
+      const before = ctx.memory.computeBytes;
+      await ctx.encodeImages([img]);
+      out.push((await ctx.evaluate(ids, [], { logits: 'all' })).logits);
+      expect(ctx.memory.computeBytes, backend).toBe(before);
+      ctx.dispose();
+      m.dispose();
+    }
+    expect(out[0]!.length).toBe(ids.length * h.vocabSize);
+    expect(maxAbs(out[0]!.map((x, i) => x - out[1]![i]!))).toBeLessThan(TOL);
   });
 });
 

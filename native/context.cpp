@@ -46,6 +46,14 @@ constexpr int kReleaseHeapTokens = 64;
 // Init). 32 rows fit in what a prefill batch needs anyway (measured: Q4_0, batch 256 and 512,
 // with and without flash attention, 4096 positions); 64 added 1.1 MiB at batch 256.
 constexpr int kLogitRowsPerGraph = 32;
+// The same, when the head's weight stays in host memory beside a device (partial offload).
+// ggml's CUDA and Vulkan backends take over a matmul of 32 rows or more whose weight is in host
+// memory (op offload, GGML_OP_OFFLOAD_MIN_BATCH), copying the weight into the device's compute
+// buffer for it: 148 MiB for a Q6_K head, 362 MiB at F16, reserved by every such context if its
+// head graphs had 32 rows. Below that the head runs on the CPU, as a decode step's does.
+constexpr int kLogitRowsHostHead = 16;
+// A head graph's nodes and leafs: input, weight, matmul, argmax.
+constexpr int kHeadGraphSize = 8;
 
 ggml_type KvGgmlType(KvType t) {
   switch (t) {
@@ -98,6 +106,9 @@ void Context::Init() {
   }
 
   host_compute_ = on_cpu || std::find(model_->layer_on_device.begin(), model_->layer_on_device.end(), false) != model_->layer_on_device.end();
+  // The head's weight is on the device only when every block is (model_load.cpp).
+  logit_rows_ = backend_ && host_compute_ ? kLogitRowsHostHead : kLogitRowsPerGraph;
+  head_graph_mem_.resize(ggml_tensor_overhead() * kHeadGraphSize + ggml_graph_overhead_custom(kHeadGraphSize, false));
 
   // One cache context per device: each layer's K/V live where its weights are.
   const int n_layers = hp.emb.n_layer + hp.llm.n_layer;
@@ -343,10 +354,10 @@ namespace {
 struct GraphScope {
   std::unique_ptr<ggml_context, CtxFree> ctx;
   ggml_cgraph* gf;
-  GraphScope(std::vector<uint8_t>& mem) {
+  explicit GraphScope(std::vector<uint8_t>& mem, int graph_size = kGraphSize) {
     ggml_init_params p{mem.size(), mem.data(), true};
     ctx.reset(ggml_init(p));
-    gf = ggml_new_graph_custom(ctx.get(), kGraphSize, false);
+    gf = ggml_new_graph_custom(ctx.get(), graph_size, false);
   }
 };
 
@@ -440,7 +451,7 @@ Context::LlmGraph Context::BuildLlmGraph(ggml_context* ctx, ggml_cgraph* gf, int
   }
   g.in = NewBatchInputs(ctx, true, nb, n_past);
   ggml_tensor* cur = BuildSegment(ctx, input, true, nb, n_past, g.in);
-  if (n_out > kLogitRowsPerGraph) {
+  if (n_out > logit_rows_) {
     g.sel = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_out);
     ggml_set_input(g.sel);
     cur = ggml_get_rows(ctx, cur, g.sel);
@@ -493,9 +504,10 @@ void Context::ReadLogits(const LlmGraph& l, float* logits, int32_t* picks) {
   const int n_out = static_cast<int>(l.hidden->ne[1]);
   std::vector<float> hidden(static_cast<size_t>(n_out) * H);
   ggml_backend_tensor_get(l.hidden, hidden.data(), 0, ggml_nbytes(l.hidden));
-  for (int r0 = 0; r0 < n_out; r0 += kLogitRowsPerGraph) {
-    const int nr = std::min(kLogitRowsPerGraph, n_out - r0);
-    GraphScope g(graph_mem_);
+  for (int r0 = 0; r0 < n_out; r0 += logit_rows_) {
+    const int nr = std::min(logit_rows_, n_out - r0);
+    // Scratch of its own: the caller's graph, in graph_mem_, is still in scope.
+    GraphScope g(head_graph_mem_, kHeadGraphSize);
     ggml_tensor* inp = ggml_new_tensor_2d(g.ctx.get(), GGML_TYPE_F32, H, nr);
     ggml_set_input(inp);
     const HeadGraph h = BuildHead(g.ctx.get(), g.gf, inp, picks != nullptr);
@@ -534,17 +546,17 @@ std::vector<size_t> Context::MeasureCompute(bool reserve) {
   // A prefill batch that ends at a full context (the largest attention), with as many rows of
   // logits as a graph computes.
   const int nb_llm = std::min(opts_.n_batch, opts_.n_ctx_llm);
-  const int n_out = std::min(nb_llm, kLogitRowsPerGraph);
+  const int n_out = std::min(nb_llm, logit_rows_);
   measure([&](ggml_context* c, ggml_cgraph* gf) { BuildLlmGraph(c, gf, nb_llm, opts_.n_ctx_llm - nb_llm, n_out); });
   const int nb_emb = std::min(opts_.n_batch, opts_.n_ctx_emb);
   measure([&](ggml_context* c, ggml_cgraph* gf) { BuildEmbedGraph(c, gf, nb_emb, nb_emb, opts_.n_ctx_emb - nb_emb); });
   const int nb_fwd = std::min(nb_llm, nb_emb);
   measure([&](ggml_context* c, ggml_cgraph* gf) {
     const EmbedGraph e = BuildEmbedGraph(c, gf, nb_fwd, nb_fwd, opts_.n_ctx_emb - nb_fwd, false);
-    BuildLlmGraph(c, gf, nb_fwd, opts_.n_ctx_llm - nb_fwd, std::min(nb_fwd, kLogitRowsPerGraph), e.out);
+    BuildLlmGraph(c, gf, nb_fwd, opts_.n_ctx_llm - nb_fwd, std::min(nb_fwd, logit_rows_), e.out);
   });
   measure([&](ggml_context* c, ggml_cgraph* gf) {
-    ggml_tensor* inp = ggml_new_tensor_2d(c, GGML_TYPE_F32, hp.llm.n_embd, std::min(nb_llm, kLogitRowsPerGraph));
+    ggml_tensor* inp = ggml_new_tensor_2d(c, GGML_TYPE_F32, hp.llm.n_embd, n_out);
     ggml_set_input(inp);
     BuildHead(c, gf, inp, false);
   });
@@ -558,8 +570,9 @@ void Context::AllocGraph(ggml_cgraph* graph, const char* what) {
   ++alloc_epoch_;
   ggml_backend_sched_reset(sched_);
   if (!ggml_backend_sched_alloc_graph(sched_, graph)) throw Error("OUT_OF_DEVICE_MEMORY", std::string("cannot allocate the ") + what);
-  // A graph larger than those measured at creation (many rows of logits, say) grew a buffer.
-  // Host buffers take memory only when the compute touches them, so this is still in time.
+  // A graph larger than those measured at creation grew a buffer (none should: this is the
+  // check that one did not). Host buffers take memory only when the compute touches them, so
+  // this is still in time.
   ggml_backend_t backends[2] = {backend_ ? backend_ : cpu_backend_, cpu_backend_};
   for (size_t i = 0; i < compute_checked_.size(); ++i) {
     const size_t size = ggml_backend_sched_get_buffer_size(sched_, backends[i]);

@@ -233,7 +233,7 @@ class Context {
     BatchInputs in;
   };
   struct LlmGraph {
-    ggml_tensor *inp, *sel, *out;  // sel/out null when no logits are wanted
+    ggml_tensor *inp, *sel, *out;  // sel null when no logits are wanted, out also past logit_rows_
     ggml_tensor* pick;             // the argmax of each row of out, when asked for
     // Instead of out/pick, for more rows than one graph computes logits for: the final hidden
     // rows (normed), whose logits head graphs compute (ReadLogits).
@@ -317,6 +317,8 @@ class Context {
   } kept_;
   uint64_t alloc_epoch_ = 0;  // scheduler allocations so far
   bool host_compute_ = true;  // some layers compute on the CPU (their buffers are host memory)
+  int logit_rows_ = 0;        // most rows of logits one graph computes (kLogitRowsPerGraph)
+  std::vector<uint8_t> head_graph_mem_;  // ReadLogits' head graphs
   std::vector<ggml_fp16_t> mask_;         // host staging for the attention masks
 };
 

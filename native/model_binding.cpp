@@ -324,8 +324,8 @@ Napi::Value ContextWrap::NPast(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), Get(info.Env())->n_past(info[0].ToString().Utf8Value() == "llm"));
 }
 
-// Fixed at creation (the caches are allocated whole, the compute buffers measured on the largest
-// graphs), so this reads no state a running task could be changing.
+// The caches are allocated whole at creation and the compute buffers sized for the largest
+// graphs; compute_bytes() is atomic, as a running task would change it if a graph grew them.
 Napi::Value ContextWrap::Memory(const Napi::CallbackInfo& info) {
   auto c = Get(info.Env());
   Napi::Object o = Napi::Object::New(info.Env());

@@ -92,7 +92,8 @@ describe('contexts', () => {
     const h = { ...(await readHfConfig(TINY)), name: 'wide-vocab', vocabSize: 20000 };
     const wide = await HovleModel.load((await writeSyntheticModel(join(dir, 'wide.gguf'), { type: 'f16', tokenizerDir: TINY, hparams: h })).path);
     const opts = { contextSize: 512, kvType: 'f16' as const, flashAttention: true };
-    const ctx = await wide.createContext({ ...opts, batchSize: 512 });
+    // Made under an 8 MiB memory limit, which it keeps: growing past it is OUT_OF_MEMORY.
+    const ctx = await withLimit(8 * MiB, () => wide.createContext({ ...opts, batchSize: 512 }));
     const before = ctx.memory.computeBytes;
     expect(before).toBeLessThan(8 * MiB);
     const ids = Array.from({ length: 300 }, (_, i) => 10 + ((i * 7) % 900));

@@ -451,21 +451,18 @@ Context::LlmGraph Context::BuildLlmGraph(ggml_context* ctx, ggml_cgraph* gf, int
   }
   g.in = NewBatchInputs(ctx, true, nb, n_past);
   ggml_tensor* cur = BuildSegment(ctx, input, true, nb, n_past, g.in);
-  if (n_out > logit_rows_) {
-    g.sel = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_out);
-    ggml_set_input(g.sel);
-    cur = ggml_get_rows(ctx, cur, g.sel);
-    g.hidden = ggml_mul(ctx, ggml_rms_norm(ctx, cur, hp.llm.eps), model_->out_norm);
-    ggml_set_output(g.hidden);
-    ggml_build_forward_expand(gf, g.hidden);
-  } else if (n_out > 0) {
+  if (n_out > 0) {
     g.sel = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_out);
     ggml_set_input(g.sel);
     cur = ggml_get_rows(ctx, cur, g.sel);
     cur = ggml_mul(ctx, ggml_rms_norm(ctx, cur, hp.llm.eps), model_->out_norm);
-    const HeadGraph h = BuildHead(ctx, gf, cur, pick);
-    g.out = h.out;
-    g.pick = h.pick;
+    if (n_out > logit_rows_) {
+      g.hidden = cur;
+      ggml_set_output(g.hidden);
+      ggml_build_forward_expand(gf, g.hidden);
+    } else {
+      g.head = BuildHead(ctx, gf, cur, pick);
+    }
   } else {
     // No logits wanted from this batch, but its layers must still fill the KV cache.
     ggml_build_forward_expand(gf, cur);
@@ -489,18 +486,21 @@ Context::HeadGraph Context::BuildHead(ggml_context* ctx, ggml_cgraph* gf, ggml_t
 }
 
 void Context::ReadLogits(const LlmGraph& l, float* logits, int32_t* picks) {
-  if (l.pick) {
-    ggml_backend_tensor_get(l.pick, picks, 0, ggml_nbytes(l.pick));
+  const int V = model_->hp.n_vocab;
+  // A head's rows, from the `row`-th of the call's.
+  const auto read = [&](const HeadGraph& h, int row) {
+    if (h.pick) {
+      ggml_backend_tensor_get(h.pick, picks + row, 0, ggml_nbytes(h.pick));
+    } else if (h.out) {
+      ggml_backend_tensor_get(h.out, logits + static_cast<size_t>(row) * V, 0, ggml_nbytes(h.out));
+    }
+  };
+  if (!l.hidden) {
+    read(l.head, 0);
     return;
   }
-  if (l.out) {
-    ggml_backend_tensor_get(l.out, logits, 0, ggml_nbytes(l.out));
-    return;
-  }
-  if (!l.hidden) return;
   // Read before the head graphs take the compute buffers over.
   const int H = model_->hp.llm.n_embd;
-  const int V = model_->hp.n_vocab;
   const int n_out = static_cast<int>(l.hidden->ne[1]);
   std::vector<float> hidden(static_cast<size_t>(n_out) * H);
   ggml_backend_tensor_get(l.hidden, hidden.data(), 0, ggml_nbytes(l.hidden));
@@ -514,11 +514,7 @@ void Context::ReadLogits(const LlmGraph& l, float* logits, int32_t* picks) {
     AllocGraph(g.gf, "output graph");
     ggml_backend_tensor_set(inp, hidden.data() + static_cast<size_t>(r0) * H, 0, ggml_nbytes(inp));
     Compute(g.gf);
-    if (h.pick) {
-      ggml_backend_tensor_get(h.pick, picks + r0, 0, ggml_nbytes(h.pick));
-    } else {
-      ggml_backend_tensor_get(h.out, logits + static_cast<size_t>(r0) * V, 0, ggml_nbytes(h.out));
-    }
+    read(h, r0);
   }
 }
 

@@ -232,16 +232,17 @@ class Context {
     ggml_tensor *tid, *img, *merge, *out;
     BatchInputs in;
   };
+  struct HeadGraph {
+    ggml_tensor* out;   // the logits (scratch when picking)
+    ggml_tensor* pick;  // their argmax per row, when asked for
+  };
   struct LlmGraph {
-    ggml_tensor *inp, *sel, *out;  // sel null when no logits are wanted, out also past logit_rows_
-    ggml_tensor* pick;             // the argmax of each row of out, when asked for
-    // Instead of out/pick, for more rows than one graph computes logits for: the final hidden
-    // rows (normed), whose logits head graphs compute (ReadLogits).
+    ggml_tensor *inp, *sel;  // sel null when no logits are wanted
+    HeadGraph head;          // the logits in this graph: null past logit_rows_ rows
+    // Instead of head, for more rows than one graph computes logits for: the final hidden rows
+    // (normed), whose logits head graphs compute (ReadLogits).
     ggml_tensor* hidden;
     BatchInputs in;
-  };
-  struct HeadGraph {
-    ggml_tensor *out, *pick;  // pick null unless asked for
   };
   VisionGraph BuildVisionGraph(ggml_context* ctx, ggml_cgraph* gf, int n_tiles, bool project);
   VisionGraph BuildShuffleProjectGraph(ggml_context* ctx, ggml_cgraph* gf, int n_tiles);

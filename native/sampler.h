@@ -8,9 +8,10 @@
 // NaN logits are never drawn; a +inf logit (an overflowed bias) takes all the mass.
 //
 // Why native: the JS version sorted the whole vocabulary (92553 ids) for every token, 60-70 ms on
-// this machine's CPU, about as long as a Q4_0 decode step, and on the JS thread. Here only the
-// candidates the draw reaches are ordered (a partial sort that grows on demand), so a token costs
-// one pass of exp() over the vocabulary (~0.5 ms), and a decode run samples on the model's thread
+// this machine's CPU, about as long as a Q4_0 decode step, and on the JS thread. Here the
+// candidates are grouped into ranges of logit and only the range where the draw or a cut lands
+// is sorted (Draw), so a token costs two passes over the vocabulary with one exp() each (1-2 ms
+// at 92553 ids here, bench/sampler-speed.mjs), and a decode run samples on the model's thread
 // without handing the logits to JS.
 #pragma once
 

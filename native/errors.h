@@ -34,4 +34,28 @@ void RegisterErrorClass(const Napi::CallbackInfo& info);
 // Builds a HovleError (or a plain Error if none was registered yet) on the JS thread.
 Napi::Error MakeError(Napi::Env env, const std::string& code, const std::string& message);
 
+// Runs `fn` on the JS thread and rethrows any C++ exception leaving it as a HovleError, coded
+// by DescribeCaught (std::bad_alloc is OUT_OF_MEMORY). Without it node-addon-api passes only
+// Napi::Error on to JS, and anything else leaving a binding terminates the process. Bindings
+// not wrapped in it are covered by NODE_ADDON_API_CPP_EXCEPTIONS_ALL (CMakeLists.txt), which
+// makes such an exception a plain Error without a code.
+template <class F>
+decltype(auto) RethrowAsJs(Napi::Env env, F&& fn) {
+  try {
+    return fn();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception&) {
+    const CaughtError c = DescribeCaught();
+    throw MakeError(env, c.code, c.message);
+  }
+}
+
+// A free binding function run through RethrowAsJs: Napi::Function::New(env, Guarded<Fn>, name).
+// Most copy a caller's buffers or strings on the JS thread, which can fail to allocate.
+template <Napi::Value (*Fn)(const Napi::CallbackInfo&)>
+Napi::Value Guarded(const Napi::CallbackInfo& info) {
+  return RethrowAsJs(info.Env(), [&] { return Fn(info); });
+}
+
 }  // namespace hovle

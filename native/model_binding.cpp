@@ -25,11 +25,7 @@ namespace {
 
 // HOVLE_MEMORY_LIMIT_BYTES, read here on the JS thread (memory.h).
 uint64_t MemoryLimit(Napi::Env env) {
-  try {
-    return MemoryLimitFromEnv();
-  } catch (const Error& e) {
-    throw MakeError(env, e.code(), e.what());
-  }
+  return RethrowAsJs(env, [] { return MemoryLimitFromEnv(); });
 }
 
 double Num(const Napi::Object& o, const char* key) {
@@ -161,7 +157,7 @@ std::vector<int32_t> CopyInts(const Napi::Value& v, const char* what) {
     throw MakeError(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be an Int32Array");
   }
   Napi::Int32Array a = v.As<Napi::Int32Array>();
-  return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
+  return RethrowAsJs(v.Env(), [&] { return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength()); });
 }
 
 // Runs `fn` on the model's thread with the context locked; resolves with a Float32Array.
@@ -338,11 +334,9 @@ Napi::Value ContextWrap::Truncate(const Napi::CallbackInfo& info) {
   std::shared_ptr<Context> c = Get(info.Env());
   std::unique_lock<BusyFlag> lock(c->busy, std::try_to_lock);
   if (!lock.owns_lock()) throw MakeError(info.Env(), "BUSY", "cannot truncate while the context is computing");
-  try {
-    c->Truncate(info[0].ToString().Utf8Value() == "llm", static_cast<int>(info[1].As<Napi::Number>().Int32Value()));
-  } catch (const Error& e) {
-    throw MakeError(info.Env(), e.code(), e.what());
-  }
+  const bool llm = info[0].ToString().Utf8Value() == "llm";
+  const int n = info[1].As<Napi::Number>().Int32Value();
+  RethrowAsJs(info.Env(), [&] { c->Truncate(llm, n); });
   return info.Env().Undefined();
 }
 
@@ -491,7 +485,7 @@ Napi::Value ContextWrap::Decode(const Napi::CallbackInfo& info) {
   if (Given(info, 4)) {
     TokenSampler& s = SamplerWrap::From(env, info[4])->sampler();
     if (s.n_vocab() != n_vocab) throw MakeError(env, "INVALID_ARGUMENT", "the sampler was made for another vocabulary size");
-    sampler = std::make_unique<TokenSampler>(s);
+    sampler = RethrowAsJs(env, [&] { return std::make_unique<TokenSampler>(s); });
     if (Given(info, 5)) history = CopyInts(info[5], "history");
   }
   return QueueDecodeRun(env, c, static_cast<int32_t>(first), static_cast<int>(max_steps), std::move(stop_ids),
@@ -553,7 +547,7 @@ void RegisterModelClasses(Napi::Env env, Napi::Object exports) {
   Napi::Function context = ContextWrap::Define(env);
   data.modelCtor = Napi::Persistent(model);
   data.contextCtor = Napi::Persistent(context);
-  exports.Set("loadModel", Napi::Function::New(env, LoadModel, "loadModel"));
+  exports.Set("loadModel", Napi::Function::New(env, Guarded<LoadModel>, "loadModel"));
 }
 
 }  // namespace hovle

@@ -313,11 +313,7 @@ SamplerWrap::SamplerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Samp
     throw MakeError(env, "INVALID_ARGUMENT", "nVocab must be a positive integer");
   }
   const uint32_t state = StateFrom(env, info[2]);
-  try {
-    s_ = std::make_unique<TokenSampler>(std::move(p), static_cast<int>(n_vocab), state);
-  } catch (const Error& e) {
-    throw MakeError(env, e.code(), e.what());
-  }
+  s_ = RethrowAsJs(env, [&] { return std::make_unique<TokenSampler>(std::move(p), static_cast<int>(n_vocab), state); });
 }
 
 bool SamplerWrap::Is(Napi::Env env, const Napi::Value& v) {
@@ -341,11 +337,7 @@ Napi::Value SamplerWrap::Sample(const Napi::CallbackInfo& info) {
   }
   Napi::Float32Array logits = info[0].As<Napi::Float32Array>();
   Napi::Int32Array history = info[1].As<Napi::Int32Array>();
-  try {
-    return Napi::Number::New(env, s_->Sample(logits.Data(), history.Data(), history.ElementLength()));
-  } catch (const Error& e) {
-    throw MakeError(env, e.code(), e.what());
-  }
+  return Napi::Number::New(env, RethrowAsJs(env, [&] { return s_->Sample(logits.Data(), history.Data(), history.ElementLength()); }));
 }
 
 Napi::Value SamplerWrap::GetGreedy(const Napi::CallbackInfo& info) {

@@ -210,9 +210,9 @@ Napi::Value CreateTokenizer(const Napi::CallbackInfo& info) {
   // The vocabulary lives as long as the encode function that reads it.
   Napi::Function encode = Napi::Function::New(env, [data](const Napi::CallbackInfo& ci) -> Napi::Value {
     TokenizerData* d = data;
-    const std::string text = ci[0].ToString().Utf8Value();
     const bool add_bos = ci.Length() > 1 && ci[1].ToBoolean();
-    std::vector<int32_t> ids = d->tok.Encode(text, add_bos, d->bos_id);
+    // A prompt of any length the caller has in memory: its UTF-8 copy and ids can fail to allocate.
+    std::vector<int32_t> ids = RethrowAsJs(ci.Env(), [&] { return d->tok.Encode(ci[0].ToString().Utf8Value(), add_bos, d->bos_id); });
     Napi::Int32Array out = Napi::Int32Array::New(ci.Env(), ids.size());
     std::copy(ids.begin(), ids.end(), out.Data());
     return out;

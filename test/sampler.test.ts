@@ -3,8 +3,10 @@
 // logits and history over every option on continuous logits; exact cuts where that one rounded
 // (equal weights); a distribution that matches the softmax; overflowed and NaN logits; typed
 // errors for bad options and inputs.
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 
+import { defaultAddonPath } from '../src/native/load.js';
 import { Sampler, type SamplingOptions } from '../src/runtime/sampler.js';
 import { ReferenceSampler } from './helpers/reference-sampler.js';
 
@@ -171,5 +173,21 @@ describe('Sampler', () => {
     // NaN logits are never drawn; the rest still are.
     const l = Float32Array.from([Number.NaN, 1, Number.NaN, 0, ...new Array<number>(6).fill(-Infinity)]);
     for (let i = 0; i < 50; i++) expect([1, 3]).toContain(s.sample(l));
+  });
+
+  // A C++ exception other than Napi::Error leaving a binding used to terminate the process
+  // (std::bad_alloc here: 2^31 - 1 floats of logits under a 4 GiB address-space limit).
+  // native/errors.h RethrowAsJs makes it a typed error. In a child process, for the ulimit;
+  // not under the ASan build, whose shadow memory needs far more address space.
+  it.skipIf(/asan/.test(process.env.LD_PRELOAD ?? ''))('a sampler too large for memory is OUT_OF_MEMORY, not a crash', () => {
+    const script = `
+      const a = require(${JSON.stringify(process.env.HOVLE_ADDON_PATH ?? defaultAddonPath())});
+      let code = 'none';
+      try { new a.Sampler({ temperature: 1 }, 2 ** 31 - 1, 1); } catch (e) { code = e.code; }
+      new a.Sampler({ temperature: 1 }, 10, 1).sample(new Float32Array(10), new Int32Array(0));
+      console.log(code);`;
+    const r = spawnSync('bash', ['-c', 'ulimit -v 4194304 && exec "$0" -e "$1"', process.execPath, script], { encoding: 'utf8' });
+    expect(r.stderr).not.toMatch(/terminate called/);
+    expect({ status: r.status, signal: r.signal, out: r.stdout.trim() }).toEqual({ status: 0, signal: null, out: 'OUT_OF_MEMORY' });
   });
 });

@@ -7,6 +7,7 @@
 
 #include "errors.h"
 #include "image.h"
+#include "js_values.h"
 #include "promise_worker.h"
 
 namespace hovle {
@@ -110,15 +111,6 @@ class DecodeWorker : public PromiseWorker {
   RgbImage img_;
 };
 
-int IntOpt(const Napi::Object& o, const char* key, int lo, int hi) {
-  Napi::Value v = o.Get(key);
-  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
-  if (!(d >= lo && d <= hi) || std::floor(d) != d) {
-    throw MakeError(o.Env(), "INVALID_ARGUMENT", std::string(key) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  }
-  return static_cast<int>(d);
-}
-
 }  // namespace
 
 Napi::Value PreprocessImage(const Napi::CallbackInfo& info) {
@@ -129,9 +121,9 @@ Napi::Value PreprocessImage(const Napi::CallbackInfo& info) {
   Napi::Object in = info[0].As<Napi::Object>();
   Napi::Object o = info[1].As<Napi::Object>();
   PreprocessOptions opts;
-  opts.tiles.min_tiles = IntOpt(o, "minTiles", 1, 256);
-  opts.tiles.max_tiles = IntOpt(o, "maxTiles", opts.tiles.min_tiles, 256);
-  opts.tiles.tile = IntOpt(o, "tileSize", 1, 4096);
+  opts.tiles.min_tiles = IntAt(o, "minTiles", 1, 256);
+  opts.tiles.max_tiles = IntAt(o, "maxTiles", opts.tiles.min_tiles, 256);
+  opts.tiles.tile = IntAt(o, "tileSize", 1, 4096);
   opts.tiles.thumbnail = o.Get("thumbnail").ToBoolean();
   opts.decode.exif_orientation = o.Get("exifOrientation").ToBoolean();
   opts.decode.max_pixels = o.Get("maxPixels").As<Napi::Number>().DoubleValue();
@@ -152,10 +144,10 @@ Napi::Value PreprocessImage(const Napi::CallbackInfo& info) {
   }
   Napi::Uint8Array bytes = data.As<Napi::Uint8Array>();
   if (kind == "raw") {
-    raw.width = IntOpt(in, "width", 1, 1 << 20);
-    raw.height = IntOpt(in, "height", 1, 1 << 20);
-    raw.channels = IntOpt(in, "channels", 1, 4);
-    raw.stride = IntOpt(in, "stride", 1, INT32_MAX);
+    raw.width = IntAt(in, "width", 1, 1 << 20);
+    raw.height = IntAt(in, "height", 1, 1 << 20);
+    raw.channels = IntAt(in, "channels", 1, 4);
+    raw.stride = IntAt(in, "stride", 1, INT32_MAX);
     raw.format = in.Get("format").ToString();
     if (opts.decode.max_pixels > 0 && static_cast<double>(raw.width) * raw.height > opts.decode.max_pixels) {
       throw MakeError(env, "IMAGE_TOO_LARGE", "the frame is " + std::to_string(raw.width) + "x" + std::to_string(raw.height) + ", over maxPixels");

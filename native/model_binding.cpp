@@ -17,6 +17,7 @@
 #include "decode_run.h"
 #include "model.h"
 #include "memory.h"
+#include "js_values.h"
 #include "model_binding.h"
 #include "task_thread.h"
 
@@ -28,50 +29,35 @@ uint64_t MemoryLimit(Napi::Env env) {
   return RethrowAsJs(env, [] { return MemoryLimitFromEnv(); });
 }
 
-double Num(const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("expected a number for ") + key);
-  return v.As<Napi::Number>().DoubleValue();
-}
-
-// An int field; converting a double outside int's range (or NaN) would be undefined behaviour.
-int Int(const Napi::Object& o, const char* key) {
-  const double d = Num(o, key);
-  if (!(d >= INT32_MIN && d <= INT32_MAX) || std::floor(d) != d) {
-    throw MakeError(o.Env(), "INVALID_ARGUMENT", std::string(key) + " must be a 32-bit integer");
-  }
-  return static_cast<int>(d);
-}
-
 SegmentHParams ParseSegment(const Napi::Object& o) {
   SegmentHParams s;
-  s.n_layer = Int(o, "blockCount");
-  s.n_embd = Int(o, "embeddingLength");
-  s.n_ff = Int(o, "feedForwardLength");
-  s.n_head = Int(o, "headCount");
-  s.n_head_kv = Int(o, "headCountKv");
-  s.eps = static_cast<float>(Num(o, "rmsEps"));
-  s.rope_base = static_cast<float>(Num(o, "ropeFreqBase"));
+  s.n_layer = IntAt(o, "blockCount");
+  s.n_embd = IntAt(o, "embeddingLength");
+  s.n_ff = IntAt(o, "feedForwardLength");
+  s.n_head = IntAt(o, "headCount");
+  s.n_head_kv = IntAt(o, "headCountKv");
+  s.eps = static_cast<float>(NumberAt(o, "rmsEps"));
+  s.rope_base = static_cast<float>(NumberAt(o, "ropeFreqBase"));
   const std::string scaling = o.Get("ropeScalingType").ToString();
   s.rope_scaling = scaling == "linear" ? 1 : scaling == "dynamic" ? 2 : 0;
-  s.rope_factor = static_cast<float>(Num(o, "ropeScalingFactor"));
-  s.n_ctx_train = Int(o, "contextLength");
+  s.rope_factor = static_cast<float>(NumberAt(o, "ropeScalingFactor"));
+  s.n_ctx_train = IntAt(o, "contextLength");
   return s;
 }
 
 HParams ParseHParams(const Napi::Object& o) {
   HParams hp;
-  hp.n_vocab = Int(o, "vocabSize");
+  hp.n_vocab = IntAt(o, "vocabSize");
   hp.emb = ParseSegment(o.Get("embedding").As<Napi::Object>());
   hp.llm = ParseSegment(o.Get("llm").As<Napi::Object>());
   Napi::Object v = o.Get("vision").As<Napi::Object>();
-  hp.image_size = Int(v, "imageSize");
-  hp.patch_size = Int(v, "patchSize");
-  hp.n_channels = Int(v, "numChannels");
-  hp.downsample = static_cast<float>(Num(v, "downsampleRatio"));
+  hp.image_size = IntAt(v, "imageSize");
+  hp.patch_size = IntAt(v, "patchSize");
+  hp.n_channels = IntAt(v, "numChannels");
+  hp.downsample = static_cast<float>(NumberAt(v, "downsampleRatio"));
   hp.post = v.Get("pixelShuffleLoc").ToString().Utf8Value() == "post";
   hp.normalize_output = v.Get("normalizeEncoderOutput").ToBoolean();
-  hp.img_context_id = Int(o, "imageContextId");
+  hp.img_context_id = IntAt(o, "imageContextId");
   return hp;
 }
 
@@ -263,10 +249,10 @@ Napi::Value ModelWrap::CreateContext(const Napi::CallbackInfo& info) {
   std::shared_ptr<Model> m = Get(env);
   Napi::Object o = info[0].As<Napi::Object>();
   ContextOptions opts;
-  opts.n_ctx_emb = static_cast<int>(Num(o, "contextEmbedding"));
-  opts.n_ctx_llm = static_cast<int>(Num(o, "contextLlm"));
-  opts.n_batch = static_cast<int>(Num(o, "batchSize"));
-  opts.threads = static_cast<int>(Num(o, "threads"));
+  opts.n_ctx_emb = IntAt(o, "contextEmbedding");
+  opts.n_ctx_llm = IntAt(o, "contextLlm");
+  opts.n_batch = IntAt(o, "batchSize");
+  opts.threads = IntAt(o, "threads");
   opts.flash_attn = o.Get("flashAttention").ToBoolean();
   const std::string kv = o.Get("kvType").ToString();
   if (kv == "f32") opts.kv_type = KvType::F32;

@@ -8,6 +8,7 @@
 
 #include "addon_data.h"
 #include "errors.h"
+#include "js_values.h"
 
 namespace hovle {
 namespace {
@@ -243,21 +244,6 @@ int32_t TokenSampler::Sample(const float* logits, const int32_t* history, size_t
 
 namespace {
 
-double NumberOr(Napi::Env env, const Napi::Object& o, const char* key, double fallback) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) return fallback;
-  if (!v.IsNumber()) throw MakeError(env, "INVALID_ARGUMENT", std::string(key) + " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-
-int IntOr(Napi::Env env, const Napi::Object& o, const char* key, int fallback) {
-  const double d = NumberOr(env, o, key, fallback);
-  if (!(d >= 0 && d <= INT32_MAX) || std::floor(d) != d) {
-    throw MakeError(env, "INVALID_ARGUMENT", std::string(key) + " must be a non-negative integer");
-  }
-  return static_cast<int>(d);
-}
-
 // A generator state from JS: a 32-bit unsigned integer.
 uint32_t StateFrom(Napi::Env env, const Napi::Value& v) {
   const double s = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
@@ -271,14 +257,14 @@ uint32_t StateFrom(Napi::Env env, const Napi::Value& v) {
 
 SamplingParams ParseSamplingParams(Napi::Env env, const Napi::Object& o) {
   SamplingParams p;
-  p.temperature = NumberOr(env, o, "temperature", 0);
-  p.top_k = IntOr(env, o, "topK", 0);
-  p.top_p = NumberOr(env, o, "topP", 1);
-  p.min_p = NumberOr(env, o, "minP", 0);
-  p.repeat_penalty = NumberOr(env, o, "repeatPenalty", 1);
-  p.presence_penalty = NumberOr(env, o, "presencePenalty", 0);
-  p.frequency_penalty = NumberOr(env, o, "frequencyPenalty", 0);
-  p.penalty_window = IntOr(env, o, "penaltyWindow", 64);
+  p.temperature = NumberAt(o, "temperature", 0);
+  p.top_k = IntAt(o, "topK", 0, INT_MAX, 0);
+  p.top_p = NumberAt(o, "topP", 1);
+  p.min_p = NumberAt(o, "minP", 0);
+  p.repeat_penalty = NumberAt(o, "repeatPenalty", 1);
+  p.presence_penalty = NumberAt(o, "presencePenalty", 0);
+  p.frequency_penalty = NumberAt(o, "frequencyPenalty", 0);
+  p.penalty_window = IntAt(o, "penaltyWindow", 0, INT_MAX, 64);
   Napi::Value ids = o.Get("biasIds"), values = o.Get("biasValues");
   if (!ids.IsUndefined() || !values.IsUndefined()) {
     if (!ids.IsTypedArray() || ids.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||

@@ -1,0 +1,36 @@
+// Numbers read from the option objects the JS facade passes in. The facade validates them
+// first with the user-facing messages; these checks are the last line of defence, because a
+// double converted to int outside int's range (or NaN) is undefined behaviour.
+#pragma once
+
+#include <napi.h>
+
+#include <climits>
+#include <cmath>
+#include <optional>
+#include <string>
+
+#include "errors.h"
+
+namespace hovle {
+
+// o[key] as a number; `fallback` when the key is absent (undefined) and a fallback is given.
+inline double NumberAt(const Napi::Object& o, const char* key, std::optional<double> fallback = std::nullopt) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() && fallback) return *fallback;
+  if (!v.IsNumber()) throw MakeError(o.Env(), "INVALID_ARGUMENT", std::string(key) + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+// o[key] as an integer in [lo, hi]; `fallback` as for NumberAt.
+inline int IntAt(const Napi::Object& o, const char* key, int lo = INT_MIN, int hi = INT_MAX,
+                 std::optional<int> fallback = std::nullopt) {
+  const double d = NumberAt(o, key, fallback ? std::optional<double>(*fallback) : std::nullopt);
+  if (!(d >= lo && d <= hi) || std::floor(d) != d) {
+    throw MakeError(o.Env(), "INVALID_ARGUMENT",
+                    std::string(key) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+  return static_cast<int>(d);
+}
+
+}  // namespace hovle

@@ -34,11 +34,11 @@ void RegisterErrorClass(const Napi::CallbackInfo& info);
 // Builds a HovleError (or a plain Error if none was registered yet) on the JS thread.
 Napi::Error MakeError(Napi::Env env, const std::string& code, const std::string& message);
 
-// Runs `fn` on the JS thread and rethrows any C++ exception leaving it as a HovleError, coded
-// by DescribeCaught (std::bad_alloc is OUT_OF_MEMORY). Without it node-addon-api passes only
-// Napi::Error on to JS, and anything else leaving a binding terminates the process. Bindings
-// not wrapped in it are covered by NODE_ADDON_API_CPP_EXCEPTIONS_ALL (CMakeLists.txt), which
-// makes such an exception a plain Error without a code.
+// Runs `fn` (call it on the JS thread) and rethrows any std::exception other than a
+// Napi::Error leaving it as a HovleError, coded by DescribeCaught (std::bad_alloc is
+// OUT_OF_MEMORY), so the caller sees a typed error. node-addon-api alone passes only Napi::Error
+// on to JS and terminates the process on anything else; NODE_ADDON_API_CPP_EXCEPTIONS_ALL
+// (CMakeLists.txt) catches what code not wrapped in this lets through, as a plain Error.
 template <class F>
 decltype(auto) RethrowAsJs(Napi::Env env, F&& fn) {
   try {

@@ -126,7 +126,7 @@ Napi::Value PreprocessImage(const Napi::CallbackInfo& info) {
   opts.tiles.tile = IntAt(o, "tileSize", 1, 4096);
   opts.tiles.thumbnail = o.Get("thumbnail").ToBoolean();
   opts.decode.exif_orientation = o.Get("exifOrientation").ToBoolean();
-  opts.decode.max_pixels = o.Get("maxPixels").As<Napi::Number>().DoubleValue();
+  opts.decode.max_pixels = NumberAt(o, "maxPixels");
   Napi::Float32Array mean = o.Get("mean").As<Napi::Float32Array>();
   Napi::Float32Array stdv = o.Get("std").As<Napi::Float32Array>();
   if (mean.ElementLength() != 3 || stdv.ElementLength() != 3) throw MakeError(env, "INVALID_ARGUMENT", "mean and std need 3 values");
@@ -173,7 +173,7 @@ Napi::Value DecodeImageJs(const Napi::CallbackInfo& info) {
   Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
   Napi::Object o = info[1].As<Napi::Object>();
   DecodeOptions opts;
-  opts.max_pixels = o.Get("maxPixels").As<Napi::Number>().DoubleValue();
+  opts.max_pixels = NumberAt(o, "maxPixels");
   opts.exif_orientation = o.Get("exifOrientation").ToBoolean();
   auto* w = new DecodeWorker(env, std::vector<uint8_t>(bytes.Data(), bytes.Data() + bytes.ByteLength()), opts);
   Napi::Promise p = w->Promise();

@@ -1,6 +1,6 @@
-// Numbers read from the option objects the JS facade passes in. The facade validates them
-// first with the user-facing messages; these checks are the last line of defence, because a
-// double converted to int outside int's range (or NaN) is undefined behaviour.
+// Numbers read from the option objects the JS facade passes in. The facade validates what users
+// set, with its own messages; these checks are the last line of defence, because a double
+// converted to int outside int's range (or NaN) is undefined behaviour.
 #pragma once
 
 #include <napi.h>

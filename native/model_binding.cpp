@@ -13,11 +13,11 @@
 #include <vector>
 
 #include "addon_data.h"
-#include "errors.h"
 #include "decode_run.h"
-#include "model.h"
-#include "memory.h"
+#include "errors.h"
 #include "js_values.h"
+#include "memory.h"
+#include "model.h"
 #include "model_binding.h"
 #include "task_thread.h"
 
@@ -252,7 +252,8 @@ Napi::Value ModelWrap::CreateContext(const Napi::CallbackInfo& info) {
   opts.n_ctx_emb = IntAt(o, "contextEmbedding");
   opts.n_ctx_llm = IntAt(o, "contextLlm");
   opts.n_batch = IntAt(o, "batchSize");
-  opts.threads = IntAt(o, "threads");
+  // Above ggml's thread limit OpenMP would be asked for that many threads per graph.
+  opts.threads = IntAt(o, "threads", 1, GGML_MAX_N_THREADS);
   opts.flash_attn = o.Get("flashAttention").ToBoolean();
   const std::string kv = o.Get("kvType").ToString();
   if (kv == "f32") opts.kv_type = KvType::F32;

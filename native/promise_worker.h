@@ -35,7 +35,7 @@ class PromiseWorker : public Napi::AsyncWorker {
   void OnOK() override {
     Napi::Env env = Env();
     try {
-      deferred_.Resolve(Result(env));
+      deferred_.Resolve(RethrowAsJs(env, [&] { return Result(env); }));
     } catch (const Napi::Error& e) {
       deferred_.Reject(e.Value());
     }

@@ -85,7 +85,7 @@ void ThreadTask::Settle(Napi::Env env) {
     deferred_.Reject(MakeError(env, code_, message_).Value());
   } else {
     try {
-      deferred_.Resolve(Result(env));
+      deferred_.Resolve(RethrowAsJs(env, [&] { return Result(env); }));
     } catch (const Napi::Error& e) {
       deferred_.Reject(e.Value());
     }

@@ -7,6 +7,7 @@
 #include "tokenizer.h"
 
 #include <algorithm>
+#include <memory>
 #include <queue>
 #include <string>
 #include <unordered_map>
@@ -172,14 +173,15 @@ Napi::Value CreateTokenizer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw MakeError(env, "INVALID_ARGUMENT", "createTokenizer(spec)");
   Napi::Object spec = info[0].As<Napi::Object>();
-  auto* data = new TokenizerData();
+  // Owned here until the encode function's finalizer takes it: a throw on the way must not leak it.
+  auto owned = std::make_unique<TokenizerData>();
+  TokenizerData* data = owned.get();
   Tokenizer& t = data->tok;
   Napi::Array tokens = spec.Get("tokens").As<Napi::Array>();
   Napi::Float32Array scores = spec.Get("scores").As<Napi::Float32Array>();
   Napi::Int32Array types = spec.Get("types").As<Napi::Int32Array>();
   const uint32_t n = tokens.Length();
   if (scores.ElementLength() != n || types.ElementLength() != n) {
-    delete data;
     throw MakeError(env, "GGUF_INVALID", "tokenizer arrays differ in length");
   }
   t.tokens.resize(n);
@@ -217,7 +219,7 @@ Napi::Value CreateTokenizer(const Napi::CallbackInfo& info) {
     std::copy(ids.begin(), ids.end(), out.Data());
     return out;
   }, "encode");
-  encode.AddFinalizer(Finalize, data);
+  encode.AddFinalizer(Finalize, owned.release());
   handle.Set("encode", encode);
   return handle;
 }

@@ -375,14 +375,16 @@ describe('bad calls fail cleanly before any work', () => {
 
   // The facade validates context options first; the native side is the last line of defence:
   // it used to cast any double to int (64.5 became 64, and 2^40 undefined behaviour).
-  it('the native side refuses context sizes that are not 32-bit integers', async () => {
+  it('the native side refuses context sizes that are not 32-bit integers, and thread counts past ggml\'s limit', async () => {
     const m = await model('hovle-tiny');
     const base = { contextEmbedding: 64, contextLlm: 64, batchSize: 16, threads: 1, flashAttention: true, kvType: 'f16' };
-    for (const bad of [{ contextLlm: 64.5 }, { contextEmbedding: 2 ** 40 }, { batchSize: Number.NaN }, { threads: '2' }]) {
+    for (const bad of [{ contextLlm: 64.5 }, { contextEmbedding: 2 ** 40 }, { batchSize: Number.NaN }, { threads: '2' }, { threads: 100000 }]) {
       await expect((async () => m.nativeModel().createContext({ ...base, ...bad } as never))(), JSON.stringify(bad)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     }
     const ctx = await m.nativeModel().createContext(base as never);
     ctx.dispose();
+    await expect(m.createContext({ contextSize: 64, threads: 2.5 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/threads/) });
+    await expect(m.createContext({ contextSize: 64, threads: 100000 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/threads/) });
   });
 
   it('reports its placement; bad placement options are refused', async () => {

@@ -217,6 +217,10 @@ export class HovleModel {
     for (const [k, v] of Object.entries({ contextSize, embeddingContextSize, batchSize })) {
       if (!Number.isInteger(v) || v < 1 || v > MAX_POSITIONS) throw new HovleError('INVALID_ARGUMENT', `${k} must be an integer in [1, ${MAX_POSITIONS}]`);
     }
+    // The upper bound (ggml's thread limit) is checked on the native side.
+    if (options.threads !== undefined && (!Number.isInteger(options.threads) || options.threads < 1)) {
+      throw new HovleError('INVALID_ARGUMENT', 'threads must be a positive integer');
+    }
     const native = await this.nativeModel().createContext({
       contextEmbedding: embeddingContextSize,
       contextLlm: contextSize,

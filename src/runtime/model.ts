@@ -66,7 +66,7 @@ export interface ContextOptions {
    * wants the larger batch to fill its cores.
    */
   batchSize?: number;
-  /** CPU threads. Default: all cores. */
+  /** CPU threads. Default: all cores. At most 512 (ggml's limit). */
   threads?: number;
 }
 

@@ -4,6 +4,7 @@
 
 #include "addon_data.h"
 #include "build_info.h"
+#include "cpu_threads.h"
 #include "errors.h"
 #include "ggml_log.h"
 #include "ggml_types.h"
@@ -32,6 +33,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeImage", Napi::Function::New(env, hovle::Guarded<hovle::DecodeImageJs>, "decodeImage"));
   exports.Set("imageInfo", Napi::Function::New(env, hovle::Guarded<hovle::ImageInfo>, "imageInfo"));
   exports.Set("targetRatios", Napi::Function::New(env, hovle::Guarded<hovle::TargetRatiosJs>, "targetRatios"));
+  exports.Set("defaultComputeThreads", Napi::Function::New(env, hovle::Guarded<hovle::DefaultComputeThreadsJs>, "defaultComputeThreads"));
   exports.Set("createTokenizer", Napi::Function::New(env, hovle::Guarded<hovle::CreateTokenizer>, "createTokenizer"));
   hovle::RegisterModelClasses(env, exports);
   exports.Set("Sampler", hovle::SamplerWrap::Define(env));

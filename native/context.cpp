@@ -6,7 +6,6 @@
 #include <limits>
 #include <optional>
 #include <string>
-#include <thread>
 
 #include "cpu_compute.h"
 #include "errors.h"
@@ -72,8 +71,8 @@ struct CtxFree {
 
 Context::Context(std::shared_ptr<Model> model, const ContextOptions& opts) : model_(std::move(model)), opts_(opts) {
   const HParams& hp = model_->hp;
-  if (opts_.n_ctx_emb <= 0 || opts_.n_ctx_llm <= 0 || opts_.n_batch <= 0) {
-    throw Error("INVALID_ARGUMENT", "context sizes and batch size must be positive");
+  if (opts_.n_ctx_emb <= 0 || opts_.n_ctx_llm <= 0 || opts_.n_batch <= 0 || opts_.threads <= 0) {
+    throw Error("INVALID_ARGUMENT", "context sizes, batch size and threads must be positive");
   }
   // Off the CPU, attention always takes the flash-attention path: its cache reads are the
   // strided views every ggml backend implements, while the classic path's strided matmul
@@ -97,8 +96,7 @@ void Context::Init() {
   const HParams& hp = model_->hp;
   cpu_backend_ = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_CPU, nullptr);
   if (cpu_backend_ == nullptr) throw Error("BACKEND_INIT_FAILED", "cannot initialise the CPU backend");
-  const int threads = opts_.threads > 0 ? opts_.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  ggml_backend_cpu_set_n_threads(cpu_backend_, threads);
+  ggml_backend_cpu_set_n_threads(cpu_backend_, opts_.threads);
   const bool on_cpu = ggml_backend_dev_type(model_->device) == GGML_BACKEND_DEVICE_TYPE_CPU;
   if (!on_cpu) {
     backend_ = ggml_backend_dev_init(model_->device, nullptr);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "linux_files.h"
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -18,54 +19,10 @@ namespace hovle {
 namespace {
 
 #ifdef __linux__
-// The first number in a file ("max" and missing files: none).
-bool ReadNumber(const std::string& path, uint64_t& out) {
-  std::ifstream f(path);
-  std::string s;
-  if (!(f >> s) || s.empty() || s[0] < '0' || s[0] > '9') return false;
-  out = std::strtoull(s.c_str(), nullptr, 10);
-  return true;
-}
-
-// A "key value" line of a stat file such as memory.stat (or "key: value kB" in /proc/meminfo).
-bool ReadStat(const std::string& path, const std::string& key, uint64_t& out) {
-  std::ifstream f(path);
-  for (std::string line; std::getline(f, line);) {
-    std::istringstream ls(line);
-    std::string k;
-    uint64_t v = 0;
-    if (ls >> k >> v && k == key) {
-      out = v;
-      return true;
-    }
-  }
-  return false;
-}
-
-bool IsDir(const std::string& path) {
-  std::ifstream f(path + "/cgroup.procs");
-  return f.good();
-}
-
 // Headroom under the cgroup memory limits of this process: limit minus usage, where usage
 // leaves out inactive page cache (the kernel reclaims it before it would kill), as container
 // runtimes count a working set. Walks up the v2 hierarchy (a parent may have the lower limit).
 bool CgroupHeadroom(uint64_t& headroom, std::string& where) {
-  std::ifstream f("/proc/self/cgroup");
-  std::string line;
-  std::string v2, v1;
-  while (std::getline(f, line)) {
-    const size_t a = line.find(':');
-    const size_t b = a == std::string::npos ? std::string::npos : line.find(':', a + 1);
-    if (b == std::string::npos) continue;
-    const std::string controllers = line.substr(a + 1, b - a - 1);
-    const std::string path = line.substr(b + 1);
-    if (line.compare(0, a, "0") == 0 && controllers.empty()) v2 = path;
-    std::stringstream ss(controllers);
-    for (std::string c; std::getline(ss, c, ',');) {
-      if (c == "memory") v1 = path;
-    }
-  }
   bool found = false;
   auto consider = [&](uint64_t limit, uint64_t usage, uint64_t inactive, const std::string& dir) {
     if (limit >= (uint64_t{1} << 60)) return;  // v1's "unlimited" is a huge number
@@ -77,29 +34,20 @@ bool CgroupHeadroom(uint64_t& headroom, std::string& where) {
       found = true;
     }
   };
+  const std::string v1 = CgroupV1Dir("", "memory", {"memory"});
   if (!v1.empty()) {
-    // A container sees its own cgroup at the mount's root rather than under its full path.
-    std::string dir = "/sys/fs/cgroup/memory" + (v1 == "/" ? "" : v1);
-    if (!IsDir(dir)) dir = "/sys/fs/cgroup/memory";
     uint64_t limit = 0, usage = 0, inactive = 0;
-    if ((ReadStat(dir + "/memory.stat", "hierarchical_memory_limit", limit) || ReadNumber(dir + "/memory.limit_in_bytes", limit)) &&
-        ReadNumber(dir + "/memory.usage_in_bytes", usage)) {
-      if (!ReadStat(dir + "/memory.stat", "total_inactive_file", inactive)) ReadStat(dir + "/memory.stat", "inactive_file", inactive);
-      consider(limit, usage, inactive, dir);
+    if ((ReadStat(v1 + "/memory.stat", "hierarchical_memory_limit", limit) || ReadNumber(v1 + "/memory.limit_in_bytes", limit)) &&
+        ReadNumber(v1 + "/memory.usage_in_bytes", usage)) {
+      if (!ReadStat(v1 + "/memory.stat", "total_inactive_file", inactive)) ReadStat(v1 + "/memory.stat", "inactive_file", inactive);
+      consider(limit, usage, inactive, v1);
     }
   }
-  if (!v2.empty()) {
-    std::string rel = v2 == "/" ? "" : v2;
-    if (!IsDir("/sys/fs/cgroup" + rel)) rel = "";
-    for (;;) {
-      const std::string dir = "/sys/fs/cgroup" + rel;
-      uint64_t limit = 0, usage = 0, inactive = 0;
-      if (ReadNumber(dir + "/memory.max", limit) && ReadNumber(dir + "/memory.current", usage)) {
-        ReadStat(dir + "/memory.stat", "inactive_file", inactive);
-        consider(limit, usage, inactive, dir);
-      }
-      if (rel.empty()) break;
-      rel = rel.substr(0, rel.rfind('/'));
+  for (const std::string& dir : CgroupV2Dirs("")) {
+    uint64_t limit = 0, usage = 0, inactive = 0;
+    if (ReadNumber(dir + "/memory.max", limit) && ReadNumber(dir + "/memory.current", usage)) {
+      ReadStat(dir + "/memory.stat", "inactive_file", inactive);
+      consider(limit, usage, inactive, dir);
     }
   }
   return found;

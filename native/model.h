@@ -138,7 +138,7 @@ struct ContextOptions {
   KvType kv_type = KvType::F16;
   bool flash_attn = true;
   int n_batch = 512;
-  int threads = 0;
+  int threads = 1;  // the facade passes DefaultComputeThreads() (cpu_threads.h) unless told
   uint64_t memory_limit = 0;  // as LoadOptions::memory_limit
 };
 

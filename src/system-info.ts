@@ -40,6 +40,20 @@ export interface SystemInfo {
   devices: DeviceInfo[];
   /** What the CPU backend detected and uses, e.g. { AVX2: "1", OPENMP: "1" }. */
   cpuFeatures: Record<string, string>;
+  /** The threads a context computes with unless told otherwise: see defaultComputeThreads(). */
+  computeThreads: number;
+}
+
+let computeThreads: number | undefined;
+
+/**
+ * The default `threads` of a context: one per physical core this process may run on (not per
+ * SMT sibling), performance cores only on a hybrid Intel CPU, at most the cgroup's CPU quota
+ * (Linux; elsewhere every logical CPU). Read once per process (native/cpu_threads.h).
+ */
+export function defaultComputeThreads(): number {
+  computeThreads ??= loadAddon().addon.defaultComputeThreads();
+  return computeThreads;
 }
 
 /**
@@ -71,5 +85,6 @@ export async function systemInfo(): Promise<SystemInfo> {
       memoryTotalBytes: d.memoryTotal,
     })),
     cpuFeatures: raw.cpuFeatures,
+    computeThreads: defaultComputeThreads(),
   };
 }

@@ -72,6 +72,7 @@ async function run(argv: string[]): Promise<number> {
     lines.push('');
     const features = Object.entries(info.cpuFeatures).map(([k, v]) => (v === '1' ? k : `${k}=${v}`));
     lines.push(`CPU features: ${features.join(' ') || '-'}`);
+    lines.push(`compute threads by default: ${info.computeThreads} (one per physical core allowed; -t/--threads to change)`);
     if (values.check) {
       lines.push('');
       if (checks.length === 0) {

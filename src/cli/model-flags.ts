@@ -31,7 +31,7 @@ export const modelFlagsUsage = `Model options:
       --kv-type T        KV cache: f16 (default), f32 (closest to the reference), q8_0
       --no-flash         attention as separate matmul + softmax instead of the fused
                          flash-attention kernel (more memory; not with --kv-type q8_0)
-  -t, --threads N        CPU threads (default: all cores)
+  -t, --threads N        CPU threads (default: one per physical core; see hovle info)
   -q, --quiet            no progress bar while loading`;
 
 /** parseArgs option specs for sampling a reply. */

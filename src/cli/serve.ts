@@ -1,8 +1,8 @@
-import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 
 import type { HovleModel } from '../runtime/model.js';
 import { createServer } from '../server/server.js';
+import { defaultComputeThreads } from '../system-info.js';
 import { EXIT, optionalPositiveInt, UsageError, type Command } from './command.js';
 import { checkModelFlags, contextOptions, loadModelFromFlags, modelFlags, modelFlagsUsage } from './model-flags.js';
 
@@ -87,7 +87,7 @@ async function run(argv: string[]): Promise<number> {
   const apiKey = values['api-key'] ?? (process.env.HOVLE_API_KEY || undefined);
   const session = contextOptions(values);
   // Each running answer spins its own thread pool; sharing the cores avoids oversubscription.
-  session.threads ??= Math.max(1, Math.floor(availableParallelism() / parallel));
+  session.threads ??= Math.max(1, Math.floor(defaultComputeThreads() / parallel));
 
   const say = (line: string) => process.stderr.write(line + '\n');
   const loadAbort = new AbortController();

@@ -48,6 +48,8 @@ export interface NativeAddon extends NativeAddonConvert, NativeAddonRuntime, Nat
   buildInfo: string;
   registerErrorClass(cls: new (code: never, message: string) => Error): void;
   systemInfo(): Promise<RawSystemInfo>;
+  /** native/cpu_threads.h; `root` prefixes the /proc and /sys paths read (tests). */
+  defaultComputeThreads(root?: string): number;
   runReferenceGraph(device: string, weightType: ReferenceWeightType, seed: number): Promise<ReferenceGraphResult>;
   Sampler: new (params: NativeSamplingParams, nVocab: number, state: number) => NativeSampler;
 }

@@ -7,7 +7,7 @@ import { hparamsFromMetadata } from '../model/metadata.js';
 import { concreteTensors } from '../model/schema.js';
 import type { NativeContext, NativeModel } from '../native/addon.js';
 import { loadAddon } from '../native/load.js';
-import { availableParallelism } from 'node:os';
+import { defaultComputeThreads } from '../system-info.js';
 
 import { preprocessImage, type ImageInput, type PreprocessOptions } from '../image/preprocess.js';
 import { argmax } from './argmax.js';
@@ -66,7 +66,7 @@ export interface ContextOptions {
    * wants the larger batch to fill its cores.
    */
   batchSize?: number;
-  /** CPU threads. Default: all cores. At most 512 (ggml's limit). */
+  /** CPU threads. Default: one per physical core (defaultComputeThreads()). At most 512 (ggml's limit). */
   threads?: number;
 }
 
@@ -225,7 +225,7 @@ export class HovleModel {
       contextEmbedding: embeddingContextSize,
       contextLlm: contextSize,
       batchSize,
-      threads: options.threads ?? availableParallelism(),
+      threads: options.threads ?? defaultComputeThreads(),
       flashAttention: options.flashAttention ?? true,
       kvType: options.kvType ?? 'f16',
     });

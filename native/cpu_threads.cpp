@@ -1,0 +1,91 @@
+#include "cpu_threads.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <set>
+#include <thread>
+#include <utility>
+
+#include "linux_files.h"
+
+namespace hovle {
+namespace {
+
+int HardwareThreads() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
+
+#ifdef __linux__
+std::string ReadLine(const std::string& path, const std::string& prefix = "") {
+  std::ifstream f(path);
+  for (std::string line; std::getline(f, line);) {
+    if (line.compare(0, prefix.size(), prefix) == 0) return line.substr(prefix.size());
+  }
+  return "";
+}
+
+// The CPU quota of the process's cgroups, in whole CPUs rounded up; 0 when there is none.
+int CpuQuota(const std::string& root) {
+  int quota = 0;
+  auto consider = [&](uint64_t q, uint64_t period) {
+    if (q == 0 || period == 0) return;
+    const uint64_t cpus = (q + period - 1) / period;
+    if (cpus > 0 && cpus < (1u << 20) && (quota == 0 || static_cast<int>(cpus) < quota)) quota = static_cast<int>(cpus);
+  };
+  for (const std::string& dir : CgroupV2Dirs(root)) {
+    // cpu.max: "max 100000" (no limit) or "150000 100000" (1.5 CPUs).
+    std::ifstream f(dir + "/cpu.max");
+    std::string q;
+    uint64_t period = 0;
+    if (f >> q >> period && q != "max") consider(std::strtoull(q.c_str(), nullptr, 10), period);
+  }
+  const std::string v1 = CgroupV1Dir(root, "cpu", {"cpu,cpuacct", "cpu"});
+  if (!v1.empty()) {
+    // cfs_quota_us is -1 without a limit: ReadNumber refuses the sign.
+    uint64_t q = 0, period = 0;
+    if (ReadNumber(v1 + "/cpu.cfs_quota_us", q) && ReadNumber(v1 + "/cpu.cfs_period_us", period)) consider(q, period);
+  }
+  return quota;
+}
+#endif
+
+}  // namespace
+
+int DefaultComputeThreads(const std::string& root) {
+#ifdef __linux__
+  std::set<int> cpus = ParseCpuList(ReadLine(root + "/proc/self/status", "Cpus_allowed_list:"));
+  if (cpus.empty()) cpus = ParseCpuList(ReadLine(root + "/sys/devices/system/cpu/online"));
+  if (cpus.empty()) return HardwareThreads();
+  // Intel hybrid CPUs list their performance cores here (the perf driver's "cpu_core" PMU).
+  const std::set<int> perf = ParseCpuList(ReadLine(root + "/sys/devices/cpu_core/cpus"));
+  std::set<int> fast;
+  std::set_intersection(cpus.begin(), cpus.end(), perf.begin(), perf.end(), std::inserter(fast, fast.end()));
+  if (!fast.empty()) cpus = std::move(fast);
+  std::set<std::pair<int64_t, int64_t>> cores;
+  for (int c : cpus) {
+    const std::string topo = root + "/sys/devices/system/cpu/cpu" + std::to_string(c) + "/topology/";
+    uint64_t package = 0, core = 0;
+    // Unknown topology: count the CPU as a core of its own.
+    if (ReadNumber(topo + "physical_package_id", package) && ReadNumber(topo + "core_id", core)) {
+      cores.emplace(static_cast<int64_t>(package), static_cast<int64_t>(core));
+    } else {
+      cores.emplace(-1, c);
+    }
+  }
+  int n = static_cast<int>(cores.size());
+  const int quota = CpuQuota(root);
+  if (quota > 0) n = std::min(n, quota);
+  return std::max(1, n);
+#else
+  (void)root;
+  return HardwareThreads();
+#endif
+}
+
+Napi::Value DefaultComputeThreadsJs(const Napi::CallbackInfo& info) {
+  const std::string root = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  return Napi::Number::New(info.Env(), DefaultComputeThreads(root));
+}
+
+}  // namespace hovle

@@ -1,0 +1,115 @@
+#include "linux_files.h"
+
+#ifdef __linux__
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+namespace hovle {
+namespace {
+
+// The paths /proc/self/cgroup gives: the v2 one ("0::path") and one per v1 controller.
+struct CgroupLines {
+  std::string v2;
+  std::vector<std::pair<std::string, std::string>> v1;  // controller, path
+};
+
+CgroupLines ReadCgroupLines(const std::string& root) {
+  CgroupLines out;
+  std::ifstream f(root + "/proc/self/cgroup");
+  for (std::string line; std::getline(f, line);) {
+    const size_t a = line.find(':');
+    const size_t b = a == std::string::npos ? std::string::npos : line.find(':', a + 1);
+    if (b == std::string::npos) continue;
+    const std::string controllers = line.substr(a + 1, b - a - 1);
+    const std::string path = line.substr(b + 1);
+    if (line.compare(0, a, "0") == 0 && controllers.empty()) out.v2 = path;
+    std::stringstream ss(controllers);
+    for (std::string c; std::getline(ss, c, ',');) out.v1.emplace_back(c, path);
+  }
+  return out;
+}
+
+bool IsCgroupDir(const std::string& path) {
+  std::ifstream f(path + "/cgroup.procs");
+  return f.good();
+}
+
+}  // namespace
+
+bool ReadNumber(const std::string& path, uint64_t& out) {
+  std::ifstream f(path);
+  std::string s;
+  if (!(f >> s) || s.empty() || s[0] < '0' || s[0] > '9') return false;
+  out = std::strtoull(s.c_str(), nullptr, 10);
+  return true;
+}
+
+bool ReadStat(const std::string& path, const std::string& key, uint64_t& out) {
+  std::ifstream f(path);
+  for (std::string line; std::getline(f, line);) {
+    std::istringstream ls(line);
+    std::string k;
+    uint64_t v = 0;
+    if (ls >> k >> v && k == key) {
+      out = v;
+      return true;
+    }
+  }
+  return false;
+}
+
+std::set<int> ParseCpuList(const std::string& text) {
+  std::set<int> cpus;
+  std::stringstream ss(text);
+  for (std::string part; std::getline(ss, part, ',');) {
+    const char* s = part.c_str();
+    char* end = nullptr;
+    const long lo = std::strtol(s, &end, 10);
+    if (end == s || lo < 0) return {};
+    long hi = lo;
+    if (*end == '-') {
+      const char* h = end + 1;
+      hi = std::strtol(h, &end, 10);
+      if (end == h || hi < lo) return {};
+    }
+    while (*end == ' ' || *end == '\n' || *end == '\t') ++end;
+    if (*end != '\0' || hi > 1 << 20) return {};
+    for (long c = lo; c <= hi; ++c) cpus.insert(static_cast<int>(c));
+  }
+  return cpus;
+}
+
+std::vector<std::string> CgroupV2Dirs(const std::string& root) {
+  const CgroupLines lines = ReadCgroupLines(root);
+  std::vector<std::string> dirs;
+  if (lines.v2.empty()) return dirs;
+  const std::string mount = root + "/sys/fs/cgroup";
+  std::string rel = lines.v2 == "/" ? "" : lines.v2;
+  if (!IsCgroupDir(mount + rel)) rel = "";
+  for (;;) {
+    dirs.push_back(mount + rel);
+    if (rel.empty()) break;
+    rel = rel.substr(0, rel.rfind('/'));
+  }
+  return dirs;
+}
+
+std::string CgroupV1Dir(const std::string& root, const std::string& controller, const std::vector<std::string>& mounts) {
+  const CgroupLines lines = ReadCgroupLines(root);
+  for (const auto& [c, path] : lines.v1) {
+    if (c != controller) continue;
+    for (const std::string& m : mounts) {
+      const std::string mount = root + "/sys/fs/cgroup/" + m;
+      if (!IsCgroupDir(mount)) continue;
+      const std::string dir = mount + (path == "/" ? "" : path);
+      return IsCgroupDir(dir) ? dir : mount;
+    }
+  }
+  return "";
+}
+
+}  // namespace hovle
+
+#endif

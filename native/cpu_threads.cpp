@@ -54,8 +54,12 @@ int CpuQuota(const std::string& root) {
 
 int DefaultComputeThreads(const std::string& root) {
 #ifdef __linux__
-  std::set<int> cpus = ParseCpuList(ReadLine(root + "/proc/self/status", "Cpus_allowed_list:"));
-  if (cpus.empty()) cpus = ParseCpuList(ReadLine(root + "/sys/devices/system/cpu/online"));
+  // The CPUs the process may use that are online (an affinity mask can name CPUs that are not).
+  const std::set<int> allowed = ParseCpuList(ReadLine(root + "/proc/self/status", "Cpus_allowed_list:"));
+  const std::set<int> online = ParseCpuList(ReadLine(root + "/sys/devices/system/cpu/online"));
+  std::set<int> cpus;
+  std::set_intersection(allowed.begin(), allowed.end(), online.begin(), online.end(), std::inserter(cpus, cpus.end()));
+  if (cpus.empty()) cpus = allowed.empty() ? online : allowed;
   if (cpus.empty()) return HardwareThreads();
   // Intel hybrid CPUs list their performance cores here (the perf driver's "cpu_core" PMU).
   const std::set<int> perf = ParseCpuList(ReadLine(root + "/sys/devices/cpu_core/cpus"));

@@ -75,7 +75,7 @@ std::set<int> ParseCpuList(const std::string& text) {
       if (end == h || hi < lo) return {};
     }
     while (*end == ' ' || *end == '\n' || *end == '\t') ++end;
-    if (*end != '\0' || hi > 1 << 20) return {};
+    if (*end != '\0' || hi >= 1 << 16) return {};  // beyond any machine: a corrupt list
     for (long c = lo; c <= hi; ++c) cpus.insert(static_cast<int>(c));
   }
   return cpus;

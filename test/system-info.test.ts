@@ -65,6 +65,8 @@ describe('defaultComputeThreads', () => {
   it('only the cores the process may run on (affinity)', () => {
     expect(threads(machine(8, smt, { 'proc/self/status': 'Cpus_allowed_list:\t0-1,4-5\n' }))).toBe(2);
     expect(threads(machine(8, smt, { 'proc/self/status': 'Cpus_allowed_list:\t3\n' }))).toBe(1);
+    // A mask naming CPUs that are not online (as on kernels with many possible CPUs).
+    expect(threads(machine(8, smt, { 'proc/self/status': 'Cpus_allowed_list:\t0-4095\n' }))).toBe(4);
   });
 
   it('performance cores only on a hybrid CPU', () => {

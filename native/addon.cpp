@@ -10,6 +10,7 @@
 #include "ggml_types.h"
 #include "gguf_inspect.h"
 #include "image.h"
+#include "memory.h"
 #include "model_binding.h"
 #include "reference_graph.h"
 #include "sampler.h"
@@ -34,6 +35,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("imageInfo", Napi::Function::New(env, hovle::Guarded<hovle::ImageInfo>, "imageInfo"));
   exports.Set("targetRatios", Napi::Function::New(env, hovle::Guarded<hovle::TargetRatiosJs>, "targetRatios"));
   exports.Set("defaultComputeThreads", Napi::Function::New(env, hovle::Guarded<hovle::DefaultComputeThreadsJs>, "defaultComputeThreads"));
+  exports.Set("hostMemoryAvailable", Napi::Function::New(env, hovle::Guarded<hovle::HostMemoryAvailableJs>, "hostMemoryAvailable"));
   exports.Set("createTokenizer", Napi::Function::New(env, hovle::Guarded<hovle::CreateTokenizer>, "createTokenizer"));
   hovle::RegisterModelClasses(env, exports);
   exports.Set("Sampler", hovle::SamplerWrap::Define(env));

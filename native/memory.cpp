@@ -22,7 +22,7 @@ namespace {
 // Headroom under the cgroup memory limits of this process: limit minus usage, where usage
 // leaves out inactive page cache (the kernel reclaims it before it would kill), as container
 // runtimes count a working set. Walks up the v2 hierarchy (a parent may have the lower limit).
-bool CgroupHeadroom(uint64_t& headroom, std::string& where) {
+bool CgroupHeadroom(const std::string& root, uint64_t& headroom, std::string& where) {
   bool found = false;
   auto consider = [&](uint64_t limit, uint64_t usage, uint64_t inactive, const std::string& dir) {
     if (limit >= (uint64_t{1} << 60)) return;  // v1's "unlimited" is a huge number
@@ -34,7 +34,7 @@ bool CgroupHeadroom(uint64_t& headroom, std::string& where) {
       found = true;
     }
   };
-  const std::string v1 = CgroupV1Dir("", "memory", {"memory"});
+  const std::string v1 = CgroupV1Dir(root, "memory", {"memory"});
   if (!v1.empty()) {
     uint64_t limit = 0, usage = 0, inactive = 0;
     if ((ReadStat(v1 + "/memory.stat", "hierarchical_memory_limit", limit) || ReadNumber(v1 + "/memory.limit_in_bytes", limit)) &&
@@ -43,7 +43,7 @@ bool CgroupHeadroom(uint64_t& headroom, std::string& where) {
       consider(limit, usage, inactive, v1);
     }
   }
-  for (const std::string& dir : CgroupV2Dirs("")) {
+  for (const std::string& dir : CgroupV2Dirs(root)) {
     uint64_t limit = 0, usage = 0, inactive = 0;
     if (ReadNumber(dir + "/memory.max", limit) && ReadNumber(dir + "/memory.current", usage)) {
       ReadStat(dir + "/memory.stat", "inactive_file", inactive);
@@ -83,23 +83,24 @@ uint64_t MemoryLimitFromEnv() {
   return n;
 }
 
-MemoryAvailable HostMemoryAvailable(uint64_t limit) {
+MemoryAvailable HostMemoryAvailable(uint64_t limit, const std::string& root) {
   MemoryAvailable a;
 #ifdef __linux__
   uint64_t kb = 0;
-  if (ReadStat("/proc/meminfo", "MemAvailable:", kb)) {
+  if (ReadStat(root + "/proc/meminfo", "MemAvailable:", kb)) {
     a.known = true;
     a.bytes = static_cast<size_t>(kb * 1024);
     a.source = "MemAvailable in /proc/meminfo";
   }
   uint64_t room = 0;
   std::string where;
-  if (CgroupHeadroom(room, where) && (!a.known || room < a.bytes)) {
+  if (CgroupHeadroom(root, room, where) && (!a.known || room < a.bytes)) {
     a.known = true;
     a.bytes = static_cast<size_t>(room);
     a.source = "the memory limit of cgroup " + where;
   }
 #else
+  (void)root;
   ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
   if (cpu != nullptr) {
     size_t free = 0, total = 0;
@@ -141,6 +142,16 @@ void ReleaseFreeHeap() {
 #if defined(__GLIBC__)
   malloc_trim(0);
 #endif
+}
+
+Napi::Value HostMemoryAvailableJs(const Napi::CallbackInfo& info) {
+  const std::string root = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  const MemoryAvailable a = HostMemoryAvailable(0, root);
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("known", a.known);
+  o.Set("bytes", static_cast<double>(a.bytes));
+  o.Set("source", a.source);
+  return o;
 }
 
 }  // namespace hovle

@@ -3,6 +3,8 @@
 // of an allocation that Linux overcommits and the OOM killer settles later.
 #pragma once
 
+#include <napi.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -24,8 +26,12 @@ struct MemoryAvailable {
 uint64_t MemoryLimitFromEnv();
 
 // Host memory: MemAvailable (Linux) lowered to the headroom of the process's cgroup (v1 or v2),
-// elsewhere what ggml reports; then capped at `limit` when non-zero.
-MemoryAvailable HostMemoryAvailable(uint64_t limit);
+// elsewhere what ggml reports; then capped at `limit` when non-zero. `root` prefixes the /proc
+// and /sys paths read (linux_files.h): "" on a live system.
+MemoryAvailable HostMemoryAvailable(uint64_t limit, const std::string& root = "");
+
+// hostMemoryAvailable(root?: string) -> { known, bytes, source }: for tests of the above.
+Napi::Value HostMemoryAvailableJs(const Napi::CallbackInfo& info);
 
 // The free memory ggml reports for a device (host memory for a CPU device); capped at `limit`.
 MemoryAvailable DeviceMemoryAvailable(ggml_backend_dev_t dev, uint64_t limit);

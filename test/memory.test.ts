@@ -11,6 +11,8 @@ import { writeSyntheticModel } from '../src/convert/synthetic.js';
 import { HovleError } from '../src/errors.js';
 import { HovleModel } from '../src/runtime/model.js';
 import { Session } from '../src/session/session.js';
+import { loadAddon } from '../src/native/load.js';
+import { fakeRoot } from './helpers/fake-root.js';
 import { tempDir, TINY } from './helpers/tmp.js';
 
 const dir = tempDir('memory');
@@ -192,5 +194,49 @@ describe('weights', () => {
     expect(err.code).toBe('OUT_OF_MEMORY');
     expect(err.message).toContain('repack: false');
     (await withLimit(Math.max(1, repacked - 1024), () => HovleModel.load(q4, { repack: false }))).dispose();
+  });
+});
+
+// What "available in host memory" is made of (native/memory.cpp HostMemoryAvailable), on
+// machines laid out as files: MemAvailable, lowered to the headroom under a cgroup's memory
+// limit (limit - (usage - inactive page cache)), v2 walked up to the root, or v1.
+describe.skipIf(process.platform !== 'linux')('host memory available', () => {
+  const base = tempDir('host-memory');
+  const available = (files: Record<string, string>) => loadAddon().addon.hostMemoryAvailable(fakeRoot(base, files));
+  const meminfo = { 'proc/meminfo': 'MemTotal:       16000000 kB\nMemAvailable:    8000000 kB\n' };
+
+  it('MemAvailable when no cgroup limits', () => {
+    expect(available(meminfo)).toEqual({ known: true, bytes: 8000000 * 1024, source: 'MemAvailable in /proc/meminfo' });
+    expect(available({})).toMatchObject({ known: false });
+  });
+
+  it('cgroup v2: the lowest headroom up the hierarchy, inactive page cache not counted as used', () => {
+    const v2 = {
+      ...meminfo,
+      'proc/self/cgroup': '0::/app/web\n',
+      'sys/fs/cgroup/cgroup.procs': '', 'sys/fs/cgroup/app/cgroup.procs': '', 'sys/fs/cgroup/app/web/cgroup.procs': '',
+      'sys/fs/cgroup/app/web/memory.max': 'max\n', 'sys/fs/cgroup/app/web/memory.current': `${300 * MiB}\n`,
+      'sys/fs/cgroup/app/memory.max': `${1000 * MiB}\n`, 'sys/fs/cgroup/app/memory.current': `${500 * MiB}\n`,
+      'sys/fs/cgroup/app/memory.stat': `anon ${400 * MiB}\ninactive_file ${100 * MiB}\n`,
+    };
+    const a = available(v2);
+    expect(a.bytes).toBe(600 * MiB);
+    expect(a.source).toMatch(/^the memory limit of cgroup \/.*\/sys\/fs\/cgroup\/app$/);
+    // A container sees its cgroup at the mount's root: a path that does not exist there.
+    const container = { ...meminfo, 'proc/self/cgroup': '0::/kubepods/pod1\n', 'sys/fs/cgroup/cgroup.procs': '', 'sys/fs/cgroup/memory.max': `${256 * MiB}\n`, 'sys/fs/cgroup/memory.current': `${56 * MiB}\n` };
+    expect(available(container).bytes).toBe(200 * MiB);
+  });
+
+  it('cgroup v1: the hierarchical limit; "unlimited" is no limit', () => {
+    const dir = 'sys/fs/cgroup/memory/docker/abc';
+    const v1 = (limit: number) => ({
+      ...meminfo,
+      'proc/self/cgroup': '5:cpu,cpuacct:/docker/abc\n4:memory:/docker/abc\n',
+      'sys/fs/cgroup/memory/cgroup.procs': '', [`${dir}/cgroup.procs`]: '',
+      [`${dir}/memory.stat`]: `hierarchical_memory_limit ${limit}\ntotal_inactive_file ${256 * MiB}\n`,
+      [`${dir}/memory.usage_in_bytes`]: `${1024 * MiB}\n`,
+    });
+    expect(available(v1(2048 * MiB))).toMatchObject({ bytes: 1280 * MiB, source: expect.stringMatching(/docker\/abc$/) });
+    expect(available(v1(9223372036854771712))).toMatchObject({ bytes: 8000000 * 1024, source: 'MemAvailable in /proc/meminfo' });
   });
 });

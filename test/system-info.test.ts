@@ -1,10 +1,11 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { defaultComputeThreads, systemInfo } from '../src/index.js';
 import { loadAddon } from '../src/native/load.js';
+import { fakeRoot } from './helpers/fake-root.js';
 import { tempDir } from './helpers/tmp.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
@@ -37,22 +38,17 @@ describe('systemInfo', () => {
 // list, and cgroup CPU quotas (v2 cpu.max, v1 cfs_quota_us).
 describe('defaultComputeThreads', () => {
   const base = tempDir('cpu-threads');
-  let n = 0;
   /** A root with `cpus` logical CPUs, cpu i on core `core(i)`, and extra files. */
   function machine(cpus: number, core: (i: number) => number, files: Record<string, string> = {}): string {
-    const root = join(base, String(n++));
-    const write = (rel: string, text: string) => {
-      mkdirSync(dirname(join(root, rel)), { recursive: true });
-      writeFileSync(join(root, rel), text);
+    const layout: Record<string, string> = {
+      'sys/devices/system/cpu/online': `0-${cpus - 1}\n`,
+      'proc/self/status': `Name:\tnode\nCpus_allowed:\tff\nCpus_allowed_list:\t0-${cpus - 1}\n`,
     };
     for (let i = 0; i < cpus; i++) {
-      write(`sys/devices/system/cpu/cpu${i}/topology/physical_package_id`, '0\n');
-      write(`sys/devices/system/cpu/cpu${i}/topology/core_id`, `${core(i)}\n`);
+      layout[`sys/devices/system/cpu/cpu${i}/topology/physical_package_id`] = '0\n';
+      layout[`sys/devices/system/cpu/cpu${i}/topology/core_id`] = `${core(i)}\n`;
     }
-    write('sys/devices/system/cpu/online', `0-${cpus - 1}\n`);
-    write('proc/self/status', `Name:\tnode\nCpus_allowed:\tff\nCpus_allowed_list:\t0-${cpus - 1}\n`);
-    for (const [rel, text] of Object.entries(files)) write(rel, text);
-    return root;
+    return fakeRoot(base, { ...layout, ...files });
   }
   const threads = (root: string) => loadAddon().addon.defaultComputeThreads(root);
   const smt = (i: number) => i % 4; // 4 cores, 2 threads each: cpu i and i + 4 share core i % 4

@@ -50,6 +50,8 @@ export interface NativeAddon extends NativeAddonConvert, NativeAddonRuntime, Nat
   systemInfo(): Promise<RawSystemInfo>;
   /** native/cpu_threads.h; `root` prefixes the /proc and /sys paths read (tests). */
   defaultComputeThreads(root?: string): number;
+  /** native/memory.h HostMemoryAvailable, for tests; `root` as above. */
+  hostMemoryAvailable(root?: string): { known: boolean; bytes: number; source: string };
   runReferenceGraph(device: string, weightType: ReferenceWeightType, seed: number): Promise<ReferenceGraphResult>;
   Sampler: new (params: NativeSamplingParams, nVocab: number, state: number) => NativeSampler;
 }

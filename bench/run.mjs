@@ -29,6 +29,8 @@ import { parseArgs } from 'node:util';
 
 // The same median/min/max as `hovle bench` (npm run bench builds dist first).
 import { spread } from '../dist/bench/measure.js';
+// Both sides get the runtime's default: one thread per physical core the process may use.
+import { defaultComputeThreads } from '../dist/system-info.js';
 import { combineRounds } from './rounds.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -59,7 +61,7 @@ if (backend !== 'cpu' && backend !== 'cuda') {
   process.exit(2);
 }
 const peerBin = args['peer-bin'] ? resolve(args['peer-bin']) : undefined;
-const threads = Number(args.threads ?? physicalCores());
+const threads = Number(args.threads ?? defaultComputeThreads());
 const reps = Number(args.reps ?? 1);
 const rounds = Number(args.rounds ?? (args.quick ? 1 : 3));
 // Interleaved decode pairs at depth 0 after the rounds (see measurePairs); 0 skips them.
@@ -78,16 +80,6 @@ const decodeTokens = 32;
 const modelsDir = resolve(args.models ?? process.env.HOVLE_BENCH_MODELS ?? join(homedir(), '.cache', 'hovle', 'bench'));
 mkdirSync(modelsDir, { recursive: true });
 const log = (m) => process.stderr.write(`[bench] ${m}\n`);
-
-function physicalCores() {
-  // ggml runs best with one thread per physical core; /proc/cpuinfo tells them apart from SMT siblings.
-  try {
-    const info = readFileSync('/proc/cpuinfo', 'utf8');
-    const cores = new Set(info.split('\n\n').filter(Boolean).map((b) => `${/physical id\s*:\s*(\d+)/.exec(b)?.[1]}-${/core id\s*:\s*(\d+)/.exec(b)?.[1]}`));
-    if (cores.size > 0) return cores.size;
-  } catch {}
-  return cpus().length;
-}
 
 function run(cmd, argv, opts = {}) {
   const r = spawnSync(cmd, argv, { encoding: 'utf8', maxBuffer: 64 << 20, ...opts });

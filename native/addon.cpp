@@ -20,23 +20,29 @@
 
 namespace {
 
+// Exports `Fn` as `name` through Guarded (errors.h): its C++ exceptions reach JS as HovleErrors.
+template <Napi::Value (*Fn)(const Napi::CallbackInfo&)>
+void Export(Napi::Env env, Napi::Object exports, const char* name) {
+  exports.Set(name, Napi::Function::New(env, hovle::Guarded<Fn>, name));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new hovle::AddonData());
   hovle::InstallGgmlLogger();
   exports.Set("buildInfo", Napi::String::New(env, HOVLE_BUILD_INFO_JSON));
   exports.Set("registerErrorClass", Napi::Function::New(env, hovle::RegisterErrorClass, "registerErrorClass"));
-  exports.Set("systemInfo", Napi::Function::New(env, hovle::Guarded<hovle::SystemInfo>, "systemInfo"));
-  exports.Set("runReferenceGraph", Napi::Function::New(env, hovle::Guarded<hovle::RunReferenceGraph>, "runReferenceGraph"));
-  exports.Set("ggmlTypes", Napi::Function::New(env, hovle::Guarded<hovle::GgmlTypes>, "ggmlTypes"));
-  exports.Set("convertRows", Napi::Function::New(env, hovle::Guarded<hovle::ConvertRows>, "convertRows"));
-  exports.Set("ggufInspect", Napi::Function::New(env, hovle::Guarded<hovle::GgufInspect>, "ggufInspect"));
-  exports.Set("preprocessImage", Napi::Function::New(env, hovle::Guarded<hovle::PreprocessImage>, "preprocessImage"));
-  exports.Set("decodeImage", Napi::Function::New(env, hovle::Guarded<hovle::DecodeImageJs>, "decodeImage"));
-  exports.Set("imageInfo", Napi::Function::New(env, hovle::Guarded<hovle::ImageInfo>, "imageInfo"));
-  exports.Set("targetRatios", Napi::Function::New(env, hovle::Guarded<hovle::TargetRatiosJs>, "targetRatios"));
-  exports.Set("defaultComputeThreads", Napi::Function::New(env, hovle::Guarded<hovle::DefaultComputeThreadsJs>, "defaultComputeThreads"));
-  exports.Set("hostMemoryAvailable", Napi::Function::New(env, hovle::Guarded<hovle::HostMemoryAvailableJs>, "hostMemoryAvailable"));
-  exports.Set("createTokenizer", Napi::Function::New(env, hovle::Guarded<hovle::CreateTokenizer>, "createTokenizer"));
+  Export<hovle::SystemInfo>(env, exports, "systemInfo");
+  Export<hovle::RunReferenceGraph>(env, exports, "runReferenceGraph");
+  Export<hovle::GgmlTypes>(env, exports, "ggmlTypes");
+  Export<hovle::ConvertRows>(env, exports, "convertRows");
+  Export<hovle::GgufInspect>(env, exports, "ggufInspect");
+  Export<hovle::PreprocessImage>(env, exports, "preprocessImage");
+  Export<hovle::DecodeImageJs>(env, exports, "decodeImage");
+  Export<hovle::ImageInfo>(env, exports, "imageInfo");
+  Export<hovle::TargetRatiosJs>(env, exports, "targetRatios");
+  Export<hovle::DefaultComputeThreadsJs>(env, exports, "defaultComputeThreads");
+  Export<hovle::HostMemoryAvailableJs>(env, exports, "hostMemoryAvailable");
+  Export<hovle::CreateTokenizer>(env, exports, "createTokenizer");
   hovle::RegisterModelClasses(env, exports);
   exports.Set("Sampler", hovle::SamplerWrap::Define(env));
   return exports;

@@ -9,6 +9,7 @@
 #include <thread>
 #include <utility>
 
+#include "js_values.h"
 #include "linux_files.h"
 
 namespace hovle {
@@ -33,14 +34,15 @@ int CpuQuota(const std::string& root) {
     const uint64_t cpus = (q + period - 1) / period;
     if (cpus > 0 && cpus < (1u << 20) && (quota == 0 || static_cast<int>(cpus) < quota)) quota = static_cast<int>(cpus);
   };
-  for (const std::string& dir : CgroupV2Dirs(root)) {
+  const Cgroups cgroups(root);
+  for (const std::string& dir : cgroups.V2Dirs()) {
     // cpu.max: "max 100000" (no limit) or "150000 100000" (1.5 CPUs).
     std::ifstream f(dir + "/cpu.max");
     std::string q;
     uint64_t period = 0;
     if (f >> q >> period && q != "max") consider(std::strtoull(q.c_str(), nullptr, 10), period);
   }
-  const std::string v1 = CgroupV1Dir(root, "cpu", {"cpu,cpuacct", "cpu"});
+  const std::string v1 = cgroups.V1Dir("cpu", {"cpu,cpuacct", "cpu"});
   if (!v1.empty()) {
     // cfs_quota_us is -1 without a limit: ReadNumber refuses the sign.
     uint64_t q = 0, period = 0;
@@ -88,7 +90,7 @@ int DefaultComputeThreads(const std::string& root) {
 }
 
 Napi::Value DefaultComputeThreadsJs(const Napi::CallbackInfo& info) {
-  const std::string root = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  const std::string root = OptionalStringArg(info, 0);
   return Napi::Number::New(info.Env(), DefaultComputeThreads(root));
 }
 

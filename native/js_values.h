@@ -1,4 +1,4 @@
-// Numbers read from the option objects the JS facade passes in. The facade validates what users
+// Values read from the arguments and option objects the JS facade passes in. The facade validates what users
 // set, with its own messages; these checks are the last line of defence, because a double
 // converted to int outside int's range (or NaN) is undefined behaviour.
 #pragma once
@@ -31,6 +31,11 @@ inline int IntAt(const Napi::Object& o, const char* key, int lo = INT_MIN, int h
                     std::string(key) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
   }
   return static_cast<int>(d);
+}
+
+// Argument i when it is a string, else "" (an optional path such as a test's fake root).
+inline std::string OptionalStringArg(const Napi::CallbackInfo& info, size_t i) {
+  return info.Length() > i && info[i].IsString() ? info[i].As<Napi::String>().Utf8Value() : "";
 }
 
 }  // namespace hovle

@@ -9,28 +9,6 @@
 namespace hovle {
 namespace {
 
-// The paths /proc/self/cgroup gives: the v2 one ("0::path") and one per v1 controller.
-struct CgroupLines {
-  std::string v2;
-  std::vector<std::pair<std::string, std::string>> v1;  // controller, path
-};
-
-CgroupLines ReadCgroupLines(const std::string& root) {
-  CgroupLines out;
-  std::ifstream f(root + "/proc/self/cgroup");
-  for (std::string line; std::getline(f, line);) {
-    const size_t a = line.find(':');
-    const size_t b = a == std::string::npos ? std::string::npos : line.find(':', a + 1);
-    if (b == std::string::npos) continue;
-    const std::string controllers = line.substr(a + 1, b - a - 1);
-    const std::string path = line.substr(b + 1);
-    if (line.compare(0, a, "0") == 0 && controllers.empty()) out.v2 = path;
-    std::stringstream ss(controllers);
-    for (std::string c; std::getline(ss, c, ',');) out.v1.emplace_back(c, path);
-  }
-  return out;
-}
-
 bool IsCgroupDir(const std::string& path) {
   std::ifstream f(path + "/cgroup.procs");
   return f.good();
@@ -81,27 +59,39 @@ std::set<int> ParseCpuList(const std::string& text) {
   return cpus;
 }
 
-std::vector<std::string> CgroupV2Dirs(const std::string& root) {
-  const CgroupLines lines = ReadCgroupLines(root);
-  std::vector<std::string> dirs;
-  if (lines.v2.empty()) return dirs;
+Cgroups::Cgroups(const std::string& root) : root_(root) {
+  std::string v2;
+  bool has_v2 = false;
+  std::ifstream f(root + "/proc/self/cgroup");
+  for (std::string line; std::getline(f, line);) {
+    const size_t a = line.find(':');
+    const size_t b = a == std::string::npos ? std::string::npos : line.find(':', a + 1);
+    if (b == std::string::npos) continue;
+    const std::string controllers = line.substr(a + 1, b - a - 1);
+    const std::string path = line.substr(b + 1);
+    if (line.compare(0, a, "0") == 0 && controllers.empty() && !path.empty()) {
+      v2 = path;
+      has_v2 = true;
+    }
+    std::stringstream ss(controllers);
+    for (std::string c; std::getline(ss, c, ',');) v1_.emplace_back(c, path);
+  }
+  if (!has_v2) return;
   const std::string mount = root + "/sys/fs/cgroup";
-  std::string rel = lines.v2 == "/" ? "" : lines.v2;
+  std::string rel = v2 == "/" ? "" : v2;
   if (!IsCgroupDir(mount + rel)) rel = "";
   for (;;) {
-    dirs.push_back(mount + rel);
+    v2_dirs_.push_back(mount + rel);
     if (rel.empty()) break;
     rel = rel.substr(0, rel.rfind('/'));
   }
-  return dirs;
 }
 
-std::string CgroupV1Dir(const std::string& root, const std::string& controller, const std::vector<std::string>& mounts) {
-  const CgroupLines lines = ReadCgroupLines(root);
-  for (const auto& [c, path] : lines.v1) {
+std::string Cgroups::V1Dir(const std::string& controller, const std::vector<std::string>& mounts) const {
+  for (const auto& [c, path] : v1_) {
     if (c != controller) continue;
     for (const std::string& m : mounts) {
-      const std::string mount = root + "/sys/fs/cgroup/" + m;
+      const std::string mount = root_ + "/sys/fs/cgroup/" + m;
       if (!IsCgroupDir(mount)) continue;
       const std::string dir = mount + (path == "/" ? "" : path);
       return IsCgroupDir(dir) ? dir : mount;

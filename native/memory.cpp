@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "js_values.h"
 #include "linux_files.h"
 
 #if defined(__GLIBC__)
@@ -34,7 +35,8 @@ bool CgroupHeadroom(const std::string& root, uint64_t& headroom, std::string& wh
       found = true;
     }
   };
-  const std::string v1 = CgroupV1Dir(root, "memory", {"memory"});
+  const Cgroups cgroups(root);
+  const std::string v1 = cgroups.V1Dir("memory", {"memory"});
   if (!v1.empty()) {
     uint64_t limit = 0, usage = 0, inactive = 0;
     if ((ReadStat(v1 + "/memory.stat", "hierarchical_memory_limit", limit) || ReadNumber(v1 + "/memory.limit_in_bytes", limit)) &&
@@ -43,7 +45,7 @@ bool CgroupHeadroom(const std::string& root, uint64_t& headroom, std::string& wh
       consider(limit, usage, inactive, v1);
     }
   }
-  for (const std::string& dir : CgroupV2Dirs(root)) {
+  for (const std::string& dir : cgroups.V2Dirs()) {
     uint64_t limit = 0, usage = 0, inactive = 0;
     if (ReadNumber(dir + "/memory.max", limit) && ReadNumber(dir + "/memory.current", usage)) {
       ReadStat(dir + "/memory.stat", "inactive_file", inactive);
@@ -145,7 +147,7 @@ void ReleaseFreeHeap() {
 }
 
 Napi::Value HostMemoryAvailableJs(const Napi::CallbackInfo& info) {
-  const std::string root = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  const std::string root = OptionalStringArg(info, 0);
   const MemoryAvailable a = HostMemoryAvailable(0, root);
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("known", a.known);

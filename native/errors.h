@@ -58,4 +58,16 @@ Napi::Value Guarded(const Napi::CallbackInfo& info) {
   return RethrowAsJs(info.Env(), [&] { return Fn(info); });
 }
 
+// The same for the methods of an ObjectWrap class T that derives from GuardedMethods<T>:
+// InstanceMethod("name", &T::template Guard<&T::Method>). Those copy tiles, ids and options on
+// the JS thread too.
+template <class T>
+class GuardedMethods {
+ protected:
+  template <Napi::Value (T::*Method)(const Napi::CallbackInfo&)>
+  Napi::Value Guard(const Napi::CallbackInfo& info) {
+    return RethrowAsJs(info.Env(), [&] { return (static_cast<T*>(this)->*Method)(info); });
+  }
+};
+
 }  // namespace hovle

@@ -214,9 +214,9 @@ class CreateContextWorker : public ThreadTask {
 
 Napi::Function ModelWrap::Define(Napi::Env env) {
   return DefineClass(env, "NativeModel", {
-      InstanceMethod("createContext", &ModelWrap::CreateContext),
-      InstanceMethod("dispose", &ModelWrap::Dispose),
-      InstanceMethod("info", &ModelWrap::Info),
+      InstanceMethod("createContext", &ModelWrap::Guard<&ModelWrap::CreateContext>),
+      InstanceMethod("dispose", &ModelWrap::Guard<&ModelWrap::Dispose>),
+      InstanceMethod("info", &ModelWrap::Guard<&ModelWrap::Info>),
   });
 }
 
@@ -269,17 +269,17 @@ Napi::Value ModelWrap::CreateContext(const Napi::CallbackInfo& info) {
 
 Napi::Function ContextWrap::Define(Napi::Env env) {
   return DefineClass(env, "NativeContext", {
-      InstanceMethod("vision", &ContextWrap::Vision),
-      InstanceMethod("shuffleProject", &ContextWrap::ShuffleProject),
-      InstanceMethod("embed", &ContextWrap::Embed),
-      InstanceMethod("llm", &ContextWrap::Llm),
-      InstanceMethod("forward", &ContextWrap::Forward),
-      InstanceMethod("decode", &ContextWrap::Decode),
-      InstanceMethod("nPast", &ContextWrap::NPast),
-      InstanceMethod("memory", &ContextWrap::Memory),
-      InstanceMethod("truncate", &ContextWrap::Truncate),
-      InstanceMethod("fork", &ContextWrap::Fork),
-      InstanceMethod("dispose", &ContextWrap::Dispose),
+      InstanceMethod("vision", &ContextWrap::Guard<&ContextWrap::Vision>),
+      InstanceMethod("shuffleProject", &ContextWrap::Guard<&ContextWrap::ShuffleProject>),
+      InstanceMethod("embed", &ContextWrap::Guard<&ContextWrap::Embed>),
+      InstanceMethod("llm", &ContextWrap::Guard<&ContextWrap::Llm>),
+      InstanceMethod("forward", &ContextWrap::Guard<&ContextWrap::Forward>),
+      InstanceMethod("decode", &ContextWrap::Guard<&ContextWrap::Decode>),
+      InstanceMethod("nPast", &ContextWrap::Guard<&ContextWrap::NPast>),
+      InstanceMethod("memory", &ContextWrap::Guard<&ContextWrap::Memory>),
+      InstanceMethod("truncate", &ContextWrap::Guard<&ContextWrap::Truncate>),
+      InstanceMethod("fork", &ContextWrap::Guard<&ContextWrap::Fork>),
+      InstanceMethod("dispose", &ContextWrap::Guard<&ContextWrap::Dispose>),
   });
 }
 
@@ -323,7 +323,7 @@ Napi::Value ContextWrap::Truncate(const Napi::CallbackInfo& info) {
   if (!lock.owns_lock()) throw MakeError(info.Env(), "BUSY", "cannot truncate while the context is computing");
   const bool llm = info[0].ToString().Utf8Value() == "llm";
   const int n = info[1].As<Napi::Number>().Int32Value();
-  RethrowAsJs(info.Env(), [&] { c->Truncate(llm, n); });
+  c->Truncate(llm, n);  // a hovle::Error (out of range) reaches JS through Guard
   return info.Env().Undefined();
 }
 

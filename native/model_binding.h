@@ -4,11 +4,12 @@
 
 #include <memory>
 
+#include "errors.h"
 #include "model.h"
 
 namespace hovle {
 
-class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+class ModelWrap : public Napi::ObjectWrap<ModelWrap>, public GuardedMethods<ModelWrap> {
  public:
   static Napi::Function Define(Napi::Env env);
   explicit ModelWrap(const Napi::CallbackInfo& info);
@@ -21,7 +22,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Info(const Napi::CallbackInfo& info);
 };
 
-class ContextWrap : public Napi::ObjectWrap<ContextWrap> {
+class ContextWrap : public Napi::ObjectWrap<ContextWrap>, public GuardedMethods<ContextWrap> {
  public:
   static Napi::Function Define(Napi::Env env);
   explicit ContextWrap(const Napi::CallbackInfo& info);

@@ -281,7 +281,7 @@ SamplingParams ParseSamplingParams(Napi::Env env, const Napi::Object& o) {
 
 Napi::Function SamplerWrap::Define(Napi::Env env) {
   Napi::Function f = DefineClass(env, "NativeSampler", {
-      InstanceMethod("sample", &SamplerWrap::Sample),
+      InstanceMethod("sample", &SamplerWrap::Guard<&SamplerWrap::Sample>),
       InstanceAccessor("state", &SamplerWrap::GetState, &SamplerWrap::SetState),
       InstanceAccessor("greedy", &SamplerWrap::GetGreedy, nullptr),
   });
@@ -323,7 +323,7 @@ Napi::Value SamplerWrap::Sample(const Napi::CallbackInfo& info) {
   }
   Napi::Float32Array logits = info[0].As<Napi::Float32Array>();
   Napi::Int32Array history = info[1].As<Napi::Int32Array>();
-  return Napi::Number::New(env, RethrowAsJs(env, [&] { return s_->Sample(logits.Data(), history.Data(), history.ElementLength()); }));
+  return Napi::Number::New(env, s_->Sample(logits.Data(), history.Data(), history.ElementLength()));
 }
 
 Napi::Value SamplerWrap::GetGreedy(const Napi::CallbackInfo& info) {

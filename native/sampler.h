@@ -22,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "errors.h"
+
 namespace hovle {
 
 struct SamplingParams {
@@ -86,7 +88,7 @@ SamplingParams ParseSamplingParams(Napi::Env env, const Napi::Object& o);
 
 // The native half of the JS Sampler: new Sampler(params, nVocab, state), .sample(logits,
 // history), .state (get/set), .greedy. A decode run copies it (decode_run.h).
-class SamplerWrap : public Napi::ObjectWrap<SamplerWrap> {
+class SamplerWrap : public Napi::ObjectWrap<SamplerWrap>, public GuardedMethods<SamplerWrap> {
  public:
   static Napi::Function Define(Napi::Env env);
   explicit SamplerWrap(const Napi::CallbackInfo& info);

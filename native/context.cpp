@@ -94,8 +94,9 @@ Context::Context(std::shared_ptr<Model> model, const ContextOptions& opts) : mod
 
 void Context::Init() {
   const HParams& hp = model_->hp;
-  cpu_backend_ = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_CPU, nullptr);
-  if (cpu_backend_ == nullptr) throw Error("BACKEND_INIT_FAILED", "cannot initialise the CPU backend");
+  ggml_backend_t cpu = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_CPU, nullptr);
+  if (cpu == nullptr) throw Error("BACKEND_INIT_FAILED", "cannot initialise the CPU backend");
+  cpu_backend_ = CpuBackendOnComputeThread(cpu);
   ggml_backend_cpu_set_n_threads(cpu_backend_, opts_.threads);
   const bool on_cpu = ggml_backend_dev_type(model_->device) == GGML_BACKEND_DEVICE_TYPE_CPU;
   if (!on_cpu) {
@@ -333,14 +334,9 @@ ggml_tensor* Context::BuildShuffleProject(ggml_context* ctx, ggml_tensor* patche
 }
 
 void Context::Compute(ggml_cgraph* graph) {
-  ggml_status status = GGML_STATUS_FAILED;
-  // CPU-only contexts share one compute thread across models (cpu_compute.h); a device's calls
-  // stay on the model's own thread (ggml-vulkan on lavapipe needs that, see task_thread.h).
-  if (backend_ == nullptr) {
-    RunOnCpuComputeThread([&] { status = ggml_backend_sched_graph_compute(sched_, graph); });
-  } else {
-    status = ggml_backend_sched_graph_compute(sched_, graph);
-  }
+  // The CPU backend's splits hop to the shared CPU compute thread (cpu_compute.h); the
+  // scheduler and a device's calls stay on the model's thread.
+  const ggml_status status = ggml_backend_sched_graph_compute(sched_, graph);
   if (status != GGML_STATUS_SUCCESS) {
     throw Error("COMPUTE_FAILED", "the backend failed to compute the graph");
   }

@@ -1,4 +1,4 @@
-// Graph computes of CPU-only contexts, from every model in the process, run on one thread.
+// CPU graph computes, from every context of every model in the process, run on one thread.
 //
 // Why: ggml's CPU backend parallelises with OpenMP, and libgomp gives each thread that opens a
 // parallel region a team of its own. With a team per model thread, libgomp counts more threads
@@ -8,8 +8,15 @@
 // process; OMP_WAIT_POLICY=active restores it but keeps a core spinning while idle. One master
 // thread for all CPU graphs keeps one team. The graphs of several CPU models could not run in
 // parallel to any gain anyway: each takes every core.
+//
+// A context that also has layers on a device (partial offload) drives the device from its
+// model's thread (ggml-vulkan on lavapipe needs that, see task_thread.h), so it cannot hand its
+// whole graph over: only its CPU backend's splits make the hop (CpuBackendOnComputeThread).
 #pragma once
 
+#include <ggml-backend.h>
+
+#include <cstdint>
 #include <functional>
 
 namespace hovle {
@@ -17,5 +24,13 @@ namespace hovle {
 // Runs `fn` on the shared CPU compute thread and waits for it; an exception it throws is
 // rethrown here. Must not be called from that thread.
 void RunOnCpuComputeThread(const std::function<void()>& fn);
+
+// `cpu`, a CPU backend, as one whose graph computes run through RunOnCpuComputeThread; everything
+// else (threads, buffers, the device) stays the CPU backend's. Takes `cpu` over: freeing the
+// result frees it, and so does a throw from here.
+ggml_backend_t CpuBackendOnComputeThread(ggml_backend_t cpu);
+
+// Jobs run on the shared thread so far, for tests: a context's CPU work must show up here.
+uint64_t CpuComputeJobs();
 
 }  // namespace hovle

@@ -6,6 +6,7 @@
 
 #include "ggml-backend.h"
 #include "ggml.h"
+#include "cpu_compute.h"
 #include "promise_worker.h"
 
 namespace hovle {
@@ -103,6 +104,10 @@ Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
+}
+
+Napi::Value CpuComputeJobsJs(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(CpuComputeJobs()));
 }
 
 }  // namespace hovle

@@ -9,4 +9,7 @@ namespace hovle {
 // systemInfo(): Promise<RawSystemInfo> (see src/native/addon.ts for the shape)
 Napi::Value SystemInfo(const Napi::CallbackInfo& info);
 
+// cpuComputeJobs(): graph computes run on the shared CPU thread so far (cpu_compute.h), for tests.
+Napi::Value CpuComputeJobsJs(const Napi::CallbackInfo& info);
+
 }  // namespace hovle

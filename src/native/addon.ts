@@ -52,6 +52,8 @@ export interface NativeAddon extends NativeAddonConvert, NativeAddonRuntime, Nat
   defaultComputeThreads(root?: string): number;
   /** native/memory.h HostMemoryAvailable, for tests; `root` as above. */
   hostMemoryAvailable(root?: string): { known: boolean; bytes: number; source: string };
+  /** native/cpu_compute.h: graph computes run on the shared CPU thread so far, for tests. */
+  cpuComputeJobs(): number;
   runReferenceGraph(device: string, weightType: ReferenceWeightType, seed: number): Promise<ReferenceGraphResult>;
   Sampler: new (params: NativeSamplingParams, nVocab: number, state: number) => NativeSampler;
 }

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { convertCheckpoint } from '../../src/convert/convert.js';
 import { readHfConfig } from '../../src/convert/hf-config.js';
 import { writeSyntheticModel } from '../../src/convert/synthetic.js';
+import { loadAddon } from '../../src/native/load.js';
 import { HovleModel } from '../../src/runtime/model.js';
 import { Sampler } from '../../src/runtime/sampler.js';
 import { goldenCases, goldenF32, goldenI32, maxAbs, type Variant } from '../helpers/golden.js';
@@ -214,7 +215,11 @@ describe('partial offload', () => {
       expect(m.info().deviceLayers).toBe(opts.backend === 'cpu' ? 0 : 2);
       const img = await m.preprocessImage(join(FIXTURES, 'images', 'fjord.jpg'), { maxTiles: 1 });
       const ctx = await m.createContext({ contextSize: ids.length + 4, kvType: 'f16', flashAttention: true });
+      const jobs = loadAddon().addon.cpuComputeJobs();
       logits.push((await ctx.evaluate(ids, [img], { logits: 'last' })).logits);
+      // The CPU's share of the graphs runs on the one shared CPU thread, partial offload too
+      // (native/cpu_compute.h): else a second model in the process makes libgomp throttle.
+      expect(loadAddon().addon.cpuComputeJobs()).toBeGreaterThan(jobs);
       ctx.dispose();
       m.dispose();
     }

@@ -4,6 +4,7 @@
 
 #include "addon_data.h"
 #include "build_info.h"
+#include "cancel_flag.h"
 #include "cpu_threads.h"
 #include "errors.h"
 #include "ggml_log.h"
@@ -46,6 +47,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Export<hovle::CreateTokenizer>(env, exports, "createTokenizer");
   hovle::RegisterModelClasses(env, exports);
   exports.Set("Sampler", hovle::SamplerWrap::Define(env));
+  exports.Set("CancelFlag", hovle::CancelFlagWrap::Define(env));
   return exports;
 }
 

@@ -10,6 +10,7 @@ struct AddonData {
   Napi::FunctionReference modelCtor;
   Napi::FunctionReference contextCtor;
   Napi::FunctionReference samplerCtor;
+  Napi::FunctionReference cancelFlagCtor;
 
   static AddonData& Get(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
 };

@@ -67,6 +67,10 @@ struct CtxFree {
   void operator()(ggml_context* c) const { ggml_free(c); }
 };
 
+void ThrowIfCancelled(const CancelFlag& cancel, const char* what) {
+  if (cancel && cancel->load(std::memory_order_relaxed)) throw Error("ABORTED", std::string(what) + " was aborted");
+}
+
 }  // namespace
 
 Context::Context(std::shared_ptr<Model> model, const ContextOptions& opts) : model_(std::move(model)), opts_(opts) {
@@ -582,12 +586,13 @@ size_t Context::VisionFloats(int n_tiles, bool project) const {
   return static_cast<size_t>(n_tiles) * rows_per_tile * (project ? hp.llm.n_embd : hp.emb.n_embd);
 }
 
-void Context::Vision(const std::vector<const float*>& tiles, bool project, float* out) {
+void Context::Vision(const std::vector<const float*>& tiles, bool project, float* out, const CancelFlag& cancel) {
   const HParams& hp = model_->hp;
   const int n_tiles = static_cast<int>(tiles.size());
   const size_t tile_bytes = sizeof(float) * hp.tile_floats();
   const size_t tile_out = VisionFloats(1, project);
   for (int t0 = 0; t0 < n_tiles; t0 += kTilesPerGraph) {
+    ThrowIfCancelled(cancel, "the image encoding");
     const int nt = std::min(kTilesPerGraph, n_tiles - t0);
     GraphScope g(graph_mem_);
     VisionGraph v = BuildVisionGraph(g.ctx.get(), g.gf, nt, project);
@@ -770,7 +775,8 @@ ggml_cgraph* Context::KeptForwardGraph(int nb, int n_out, bool pick) {
 }
 
 std::vector<float> Context::Forward(const int32_t* ids, int n, const float* image_rows, int n_image_rows,
-                                    const std::vector<int32_t>& out_rows, float* logits_out, int32_t* picks_out) {
+                                    const std::vector<int32_t>& out_rows, float* logits_out, int32_t* picks_out,
+                                    const CancelFlag& cancel) {
   if (host_compute_ && n >= kReleaseHeapTokens) ReleaseFreeHeap();
   const HParams& hp = model_->hp;
   const int H = hp.emb.n_embd;
@@ -788,7 +794,14 @@ std::vector<float> Context::Forward(const int32_t* ids, int n, const float* imag
   float* const dst = logits_out ? logits_out : logits.data();
   size_t w = 0;
   int img_used = 0;
+  const int start_emb = n_past_emb_, start_llm = n_past_llm_;
   for (int b0 = 0; b0 < n; b0 += opts_.n_batch) {
+    if (cancel && cancel->load(std::memory_order_relaxed)) {
+      // The rows written past these positions are never read: the next call overwrites them.
+      n_past_emb_ = start_emb;
+      n_past_llm_ = start_llm;
+      ThrowIfCancelled(cancel, "the evaluation");
+    }
     const int nb = std::min(opts_.n_batch, n - b0);
     const int nb_img = CountIn(ids + b0, nb, hp.img_context_id);
     const std::vector<int32_t> sel = BatchRows(wanted, w, b0, nb);

@@ -20,6 +20,9 @@
 
 namespace hovle {
 
+// Set from JS (an AbortSignal, cancel_flag.h), read on the model's thread between graphs.
+using CancelFlag = std::shared_ptr<const std::atomic<bool>>;
+
 struct SegmentHParams {
   int n_layer = 0;
   int n_embd = 0;
@@ -164,7 +167,8 @@ class Context {
   // Vision front end over tiles of CHW float pixels (one pointer per tile, so several images need
   // no concatenation). pre: shuffle + MLP, writes [n_tiles*tokens_per_tile, H]; post: conv +
   // position only, writes [n_tiles*patches, H]; `out` holds VisionFloats(n_tiles, project).
-  void Vision(const std::vector<const float*>& tiles, bool project, float* out);
+  // `cancel` (optional, as for Forward) is read before each graph.
+  void Vision(const std::vector<const float*>& tiles, bool project, float* out, const CancelFlag& cancel = nullptr);
   size_t VisionFloats(int n_tiles, bool project) const;
   // Pixel shuffle + MLP of [n_tiles*patches, H] rows (post mode, after the embedding layers).
   std::vector<float> ShuffleProject(const float* rows, int n_tiles);
@@ -181,9 +185,11 @@ class Context {
   // returned vector is empty. With `picks_out` instead, each requested row's argmax is taken in
   // the graph (on the device) and written there, and no logits leave it: greedy decoding on a
   // GPU then reads back 4 bytes a step instead of the 370 KB row.
+  // `cancel`, once set, ends the call before its next micro-batch with ABORTED, the cache as it
+  // was before the call.
   std::vector<float> Forward(const int32_t* ids, int n, const float* image_rows, int n_image_rows,
                              const std::vector<int32_t>& out_rows, float* logits_out = nullptr,
-                             int32_t* picks_out = nullptr);
+                             int32_t* picks_out = nullptr, const CancelFlag& cancel = nullptr);
 
   int hidden() const { return model_->hp.emb.n_embd; }
   TaskThread& task_thread() const { return *model_->thread; }

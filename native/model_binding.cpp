@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "addon_data.h"
+#include "cancel_flag.h"
 #include "decode_run.h"
 #include "errors.h"
 #include "js_values.h"
@@ -379,8 +380,9 @@ Napi::Value ContextWrap::Vision(const Napi::CallbackInfo& info) {
   if (out.size != c->VisionFloats(static_cast<int>(tiles->size()), project)) {
     throw MakeError(env, "INVALID_ARGUMENT", "the vision output must hold exactly the tiles' rows");
   }
-  return Queue(env, c, [tiles, project, out](Context& ctx) {
-    ctx.Vision(*tiles, project, out.data);
+  CancelFlag cancel = CancelFlagWrap::From(env, Given(info, 4) ? info[4] : Napi::Value());
+  return Queue(env, c, [tiles, project, out, cancel](Context& ctx) {
+    ctx.Vision(*tiles, project, out.data, cancel);
     return std::vector<float>();
   }, info[3], std::move(pins));
 }
@@ -443,9 +445,10 @@ Napi::Value ContextWrap::Forward(const Napi::CallbackInfo& info) {
   const Pins::Ints picks = Given(info, 4) ? pins.AddInts(info[4], "the picks buffer") : Pins::Ints();
   if (picks.data != nullptr && dst.data != nullptr) throw MakeError(env, "INVALID_ARGUMENT", "picks and a logits buffer exclude each other");
   if (picks.data != nullptr && picks.size < rows) throw MakeError(env, "INVALID_ARGUMENT", "the picks buffer is smaller than the rows");
-  return Queue(env, c, [ids, img, out, dst, picks](Context& ctx) {
+  CancelFlag cancel = CancelFlagWrap::From(env, Given(info, 5) ? info[5] : Napi::Value());
+  return Queue(env, c, [ids, img, out, dst, picks, cancel](Context& ctx) {
     const int n_img = WholeRows(ctx, img.size, "image rows");
-    return ctx.Forward(ids->data(), static_cast<int>(ids->size()), n_img ? img.data : nullptr, n_img, *out, dst.data, picks.data);
+    return ctx.Forward(ids->data(), static_cast<int>(ids->size()), n_img ? img.data : nullptr, n_img, *out, dst.data, picks.data, cancel);
   }, into, std::move(pins));
 }
 

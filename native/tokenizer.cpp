@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "promise_worker.h"
 
 namespace hovle {
 namespace {
@@ -165,7 +166,30 @@ struct TokenizerData {
   int bos_id = 1;
 };
 
-void Finalize(Napi::Env, TokenizerData* data) { delete data; }
+// encodeAsync: the same encode on a libuv worker, so a long prompt does not hold the event loop
+// (about a second per few MB of text).
+class EncodeWorker : public PromiseWorker {
+ public:
+  EncodeWorker(Napi::Env env, std::shared_ptr<const TokenizerData> data, std::string text, bool add_bos)
+      : PromiseWorker(env, "hovle.encode"), data_(std::move(data)), text_(std::move(text)), add_bos_(add_bos) {}
+
+ protected:
+  void Run() override {
+    ids_ = data_->tok.Encode(text_, add_bos_, data_->bos_id);
+    std::string().swap(text_);
+  }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Int32Array out = Napi::Int32Array::New(env, ids_.size());
+    std::copy(ids_.begin(), ids_.end(), out.Data());
+    return out;
+  }
+
+ private:
+  std::shared_ptr<const TokenizerData> data_;
+  std::string text_;
+  bool add_bos_;
+  std::vector<int32_t> ids_;
+};
 
 }  // namespace
 
@@ -173,7 +197,7 @@ Napi::Value CreateTokenizer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw MakeError(env, "INVALID_ARGUMENT", "createTokenizer(spec)");
   Napi::Object spec = info[0].As<Napi::Object>();
-  // Owned here until the encode function's finalizer takes it: a throw on the way must not leak it.
+  // Owned here until the functions below share it: a throw on the way must not leak it.
   auto owned = std::make_unique<TokenizerData>();
   TokenizerData* data = owned.get();
   Tokenizer& t = data->tok;
@@ -209,18 +233,25 @@ Napi::Value CreateTokenizer(const Napi::CallbackInfo& info) {
   data->bos_id = spec.Get("bosId").As<Napi::Number>().Int32Value();
 
   Napi::Object handle = Napi::Object::New(env);
-  // The vocabulary lives as long as the encode function that reads it.
-  Napi::Function encode = Napi::Function::New(env, [data](const Napi::CallbackInfo& ci) -> Napi::Value {
-    TokenizerData* d = data;
+  // Each function holds the vocabulary; it goes with the last of them (or an encode in flight).
+  std::shared_ptr<const TokenizerData> shared = std::move(owned);
+  handle.Set("encode", Napi::Function::New(env, [shared](const Napi::CallbackInfo& ci) -> Napi::Value {
     const bool add_bos = ci.Length() > 1 && ci[1].ToBoolean();
     // A prompt of any length the caller has in memory: its UTF-8 copy and ids can fail to allocate.
-    std::vector<int32_t> ids = RethrowAsJs(ci.Env(), [&] { return d->tok.Encode(ci[0].ToString().Utf8Value(), add_bos, d->bos_id); });
+    std::vector<int32_t> ids = RethrowAsJs(ci.Env(), [&] { return shared->tok.Encode(ci[0].ToString().Utf8Value(), add_bos, shared->bos_id); });
     Napi::Int32Array out = Napi::Int32Array::New(ci.Env(), ids.size());
     std::copy(ids.begin(), ids.end(), out.Data());
     return out;
-  }, "encode");
-  encode.AddFinalizer(Finalize, owned.release());
-  handle.Set("encode", encode);
+  }, "encode"));
+  handle.Set("encodeAsync", Napi::Function::New(env, [shared](const Napi::CallbackInfo& ci) -> Napi::Value {
+    const bool add_bos = ci.Length() > 1 && ci[1].ToBoolean();
+    return RethrowAsJs(ci.Env(), [&] {
+      auto* w = new EncodeWorker(ci.Env(), shared, ci[0].ToString().Utf8Value(), add_bos);
+      Napi::Promise p = w->Promise();
+      w->Queue();
+      return p;
+    });
+  }, "encodeAsync"));
   return handle;
 }
 

@@ -283,7 +283,100 @@ describe('streaming, sampling, stopping', () => {
   });
 });
 
+describe('one session, several calls', () => {
+  it('asks made at once run one after another, as if awaited in turn', async () => {
+    const m = models['hovle-tiny']!;
+    const together = await Session.create(m);
+    const [a, b] = await Promise.all([together.ask('one', { maxTokens: 4 }), together.ask('two', { maxTokens: 4 })]);
+    const inTurn = await Session.create(m);
+    expect([a.tokens, b.tokens]).toEqual([(await inTurn.ask('one', { maxTokens: 4 })).tokens, (await inTurn.ask('two', { maxTokens: 4 })).tokens]);
+    expect(together.cachedTokens).toBe(inTurn.cachedTokens);
+    together.dispose();
+    inTurn.dispose();
+  });
+
+  it('a fork asked for during a stream is taken when the answer ends', async () => {
+    const m = models['hovle-tiny']!;
+    const s = await Session.create(m);
+    let fork: Promise<Session> | undefined;
+    for await (const _ of s.stream('Tell me more', { maxTokens: 12, stop: ['\n\n'] })) fork ??= s.fork();
+    const f = await fork!;
+    expect(f.cachedTokens).toBe(s.cachedTokens);
+    expect((await f.ask('and?', { maxTokens: 4 })).tokens).toEqual((await s.ask('and?', { maxTokens: 4 })).tokens);
+    f.dispose();
+    s.dispose();
+  });
+
+  it('an abort during a long prefill stops it and leaves the cache as it was', async () => {
+    const m = models['hovle-tiny']!;
+    const s = await Session.create(m, { contextSize: 16384, batchSize: 64 });
+    await s.ask('Hello', { maxTokens: 2 });
+    const before = s.cachedTokens;
+    const long = 'word '.repeat(4000); // ~12k tokens: about 190 micro-batches of 64
+    for (const call of [(signal: AbortSignal) => s.ask(long, { signal, maxTokens: 4 }), (signal: AbortSignal) => s.prefill(long, { signal })]) {
+      const controller = new AbortController();
+      const pending = call(controller.signal);
+      setTimeout(() => controller.abort(), 50);
+      await expect(pending).rejects.toMatchObject({ code: 'ABORTED' });
+      expect(s.cachedTokens).toBe(before);
+    }
+    const fresh = await Session.create(m);
+    await fresh.ask('Hello', { maxTokens: 2 });
+    expect((await s.ask('Again', { maxTokens: 4 })).tokens).toEqual((await fresh.ask('Again', { maxTokens: 4 })).tokens);
+    fresh.dispose();
+    s.dispose();
+  });
+
+  it('dispose during a prefill rejects it with DISPOSED', async () => {
+    const s = await Session.create(models['hovle-tiny']!, { contextSize: 16384, batchSize: 64 });
+    const pending = s.prefill('word '.repeat(4000));
+    setTimeout(() => s.dispose(), 50);
+    await expect(pending).rejects.toMatchObject({ code: 'DISPOSED' });
+  });
+
+  it('malformed messages and options are INVALID_ARGUMENT before any work', async () => {
+    const s = await Session.create(models['hovle-tiny']!);
+    const bad: Array<() => Promise<unknown>> = [
+      () => s.ask(null as never), () => s.ask('x', null as never), () => s.prefill(null as never),
+      () => s.ask({ text: 'x', images: 'a.jpg' as never }), () => s.ask('x', { signal: {} as never }),
+      () => s.ask('x', { onToken: 5 as never }), () => Session.create(models['hovle-tiny']!, { system: 5 as never }),
+    ];
+    for (const call of bad) await expect(call()).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(s.cachedTokens).toBe(0);
+    s.dispose();
+  });
+
+  it('a whitespace-only prompt too long for the context is refused from its length', async () => {
+    const s = await Session.create(models['hovle-tiny']!, { contextSize: 256 });
+    // "at least": the length check's refusal, before the text is tokenized.
+    await expect(s.ask(' '.repeat(1_000_000))).rejects.toMatchObject({ code: 'CONTEXT_FULL', message: expect.stringMatching(/at least/) });
+    await expect(s.ask('\n'.repeat(1_000_000))).rejects.toMatchObject({ code: 'CONTEXT_FULL', message: expect.stringMatching(/at least/) });
+    s.dispose();
+  });
+
+  it('images that cannot fit are refused before they are decoded', async () => {
+    const s = await Session.create(models['hovle-tiny']!, { contextSize: 1024 });
+    const images = Array.from({ length: 8 }, () => join(FIXTURES, 'images', 'no-such-file.jpg'));
+    // Eight images take at least eight tiles: refused before the first (missing) file is read.
+    await expect(s.ask({ text: 'Compare', images })).rejects.toMatchObject({ code: 'CONTEXT_FULL', message: expect.stringMatching(/at least 2\d\d\d /) });
+    s.dispose();
+  });
+});
+
 describe('grounding', () => {
+  it('an answer renders the grounding markup, and no other special token', async () => {
+    const m = models['hovle-tiny']!;
+    const id = (t: string) => m.vocab.tokens.indexOf(t);
+    const s = await Session.create(m);
+    for (const tag of ['<ref>', '</ref>', '<box>', '</box>', '<quad>', '</quad>']) {
+      const r = await s.ask('Where?', { maxTokens: 1, logitBias: { [id(tag)]: 100 } });
+      expect([r.tokens, r.text]).toEqual([[id(tag)], tag]);
+    }
+    const r = await s.ask('Where?', { maxTokens: 1, logitBias: { [id('<|action_start|>')]: 100 } });
+    expect([r.tokens, r.text]).toEqual([[id('<|action_start|>')], '']);
+    s.dispose();
+  });
+
   it('parses <ref>/<box> answers into pixel boxes', () => {
     const boxes = parseGrounding('The <ref>red car</ref><box>[[100, 200, 500, 1000]]</box> and <ref>tree</ref><box>[[0,0,10,10],[990,990,1000,1000]]</box>', { width: 640, height: 480 });
     expect(boxes).toEqual([

@@ -56,6 +56,7 @@ export interface NativeAddon extends NativeAddonConvert, NativeAddonRuntime, Nat
   cpuComputeJobs(): number;
   runReferenceGraph(device: string, weightType: ReferenceWeightType, seed: number): Promise<ReferenceGraphResult>;
   Sampler: new (params: NativeSamplingParams, nVocab: number, state: number) => NativeSampler;
+  CancelFlag: new () => NativeCancelFlag;
 }
 
 export interface GgmlTypeInfo {
@@ -127,20 +128,27 @@ export interface NativeDecodeResult {
   error?: Error;
 }
 
+/** native/cancel_flag.h: set once by cancel(), read by the calls given it between graphs. */
+export interface NativeCancelFlag {
+  cancel(): void;
+}
+
 export interface NativeContext {
   // Float32Array arguments are read in place on the model's thread until the Promise settles
   // (no copy of image-sized inputs): callers must not write to or transfer them meanwhile.
   /** Writes the tiles' rows into `into` (exactly tiles x rows per tile x hidden) and resolves with it. */
-  vision(parts: Float32Array[], tiles: number, project: boolean, into: Float32Array): Promise<Float32Array>;
+  vision(parts: Float32Array[], tiles: number, project: boolean, into: Float32Array, cancel?: NativeCancelFlag): Promise<Float32Array>;
   shuffleProject(rows: Float32Array, tiles: number): Promise<Float32Array>;
   embed(ids: Int32Array, imageRows: Float32Array | null): Promise<Float32Array>;
   llm(rows: Float32Array, outputRows: Int32Array | null, into?: Float32Array): Promise<Float32Array>;
   /**
    * embed + llm as one graph per micro-batch (not for images in "post" mode); returns the logits.
    * With `picks` (and no `into`), each output row's argmax is written there instead, computed in
-   * the graph, and the returned array is empty.
+   * the graph, and the returned array is empty. Once `cancel` is set, the call rejects with
+   * ABORTED before its next micro-batch and leaves the cache as it was before it.
    */
-  forward(ids: Int32Array, imageRows: Float32Array | null, outputRows: Int32Array | null, into?: Float32Array | null, picks?: Int32Array): Promise<Float32Array>;
+  forward(ids: Int32Array, imageRows: Float32Array | null, outputRows: Int32Array | null, into?: Float32Array | null, picks?: Int32Array | null,
+    cancel?: NativeCancelFlag): Promise<Float32Array>;
   /**
    * Generation as one task (native/decode_run.h): evaluates `first`, then each pick, for at most
    * maxSteps evaluations, ending after a pick in `stopIds`, at a full cache, or on stop(). The
@@ -239,5 +247,5 @@ export interface NativeTokenizerSpec {
 }
 
 export interface NativeAddonTokenizer {
-  createTokenizer(spec: NativeTokenizerSpec): { encode(text: string, addBos: boolean): Int32Array };
+  createTokenizer(spec: NativeTokenizerSpec): { encode(text: string, addBos: boolean): Int32Array; encodeAsync(text: string, addBos: boolean): Promise<Int32Array> };
 }

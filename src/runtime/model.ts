@@ -5,7 +5,7 @@ import { readGguf } from '../gguf/reader.js';
 import { patchesPerTile, tokensPerTile, type HovleHParams } from '../model/hparams.js';
 import { hparamsFromMetadata } from '../model/metadata.js';
 import { concreteTensors } from '../model/schema.js';
-import type { NativeContext, NativeModel } from '../native/addon.js';
+import type { NativeCancelFlag, NativeContext, NativeModel } from '../native/addon.js';
 import { loadAddon } from '../native/load.js';
 import { defaultComputeThreads } from '../system-info.js';
 
@@ -288,6 +288,12 @@ export interface EvaluateOptions {
    * with `logitsInto`.
    */
   greedy?: boolean;
+  /**
+   * Aborts the call: it rejects with ABORTED, within one graph (one micro-batch of the prompt,
+   * or one image tile) of the abort, even while queued behind other calls, and leaves the cache
+   * as it was before the call.
+   */
+  signal?: AbortSignal;
 }
 
 export interface EvaluateResult {
@@ -313,6 +319,8 @@ export class ModelContext {
   private callsStarted = 0;
   /** Decode runs not yet settled: dispose() stops them (they would otherwise run to maxSteps). */
   private readonly runs = new Set<DecodeRun>();
+  /** The evaluate() call running, with the positions it started from. */
+  private inflight: { base: { llm: number; embedding: number }; signal: AbortSignal | undefined; flag: NativeCancelFlag } | undefined;
 
   constructor(readonly model: HovleModel, native: NativeContext, readonly contextSize: number, readonly embeddingContextSize: number) {
     this.native = native;
@@ -343,9 +351,13 @@ export class ModelContext {
     return this.ctx().memory();
   }
 
-  /** Positions cached so far in each segment. */
+  /**
+   * Positions cached so far in each segment. An aborted evaluate() rejects at once, while its
+   * graph in flight finishes and its positions are rolled back: they do not count from the abort.
+   */
   get cached(): { embedding: number; llm: number } {
     const c = this.ctx();
+    if (this.inflight?.signal?.aborted) return { ...this.inflight.base };
     return { embedding: c.nPast('embedding'), llm: c.nPast('llm') };
   }
 
@@ -383,7 +395,18 @@ export class ModelContext {
    * images' pixels to the cache, and returns the requested logits.
    */
   evaluate(ids: ArrayLike<number>, images: readonly PixelTiles[] = [], options: EvaluateOptions = {}): Promise<EvaluateResult> {
-    return this.serial(() => this.evaluateNow(Int32Array.from(ids), images, options));
+    const { signal } = options;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) return Promise.reject(new HovleError('INVALID_ARGUMENT', 'signal must be an AbortSignal'));
+    const work = this.serial(() => this.evaluateCancellable(Int32Array.from(ids), images, options));
+    if (!signal) return work;
+    // Settles at the abort even while queued behind other calls; the call itself still takes
+    // its turn in the queue, and then stops at once, so the calls behind it keep their order.
+    return new Promise<EvaluateResult>((resolve, reject) => {
+      const onAbort = () => reject(new HovleError('ABORTED', 'the evaluation was aborted', { cause: signal.reason }));
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+      work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
   }
 
   /**
@@ -417,7 +440,49 @@ export class ModelContext {
     return run;
   }
 
-  private async evaluateNow(ids: Int32Array, images: readonly PixelTiles[], options: EvaluateOptions): Promise<EvaluateResult> {
+  /**
+   * evaluateNow with a native cancel flag that an abort of `options.signal`, or dispose(), sets:
+   * the call stops before its next graph, and an abort leaves the cache as the call found it.
+   */
+  private async evaluateCancellable(ids: Int32Array, images: readonly PixelTiles[], options: EvaluateOptions): Promise<EvaluateResult> {
+    const c = this.ctx();
+    const { signal } = options;
+    const aborted = () => new HovleError('ABORTED', 'the evaluation was aborted', { cause: signal?.reason });
+    if (signal?.aborted) throw aborted();
+    const flag = new (loadAddon().addon.CancelFlag)();
+    const call = { base: { llm: c.nPast('llm'), embedding: c.nPast('embedding') }, signal, flag };
+    this.inflight = call;
+    const onAbort = () => flag.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const checkpoint = () => {
+      if (!this.native) throw new HovleError('DISPOSED', 'the context has been disposed');
+      if (signal?.aborted) throw aborted();
+    };
+    try {
+      const r = await this.evaluateNow(ids, images, options, flag, checkpoint);
+      checkpoint(); // an abort during the last graph: the result is not the caller's any more
+      return r;
+    } catch (e) {
+      if (e instanceof HovleError && e.code === 'ABORTED') {
+        // An abort after the last graph's check, or between the staged path's stages, leaves
+        // positions behind: the cache goes back to where the call found it.
+        if (this.native === c) {
+          if (c.nPast('llm') > call.base.llm) c.truncate('llm', call.base.llm);
+          if (c.nPast('embedding') > call.base.embedding) c.truncate('embedding', call.base.embedding);
+        }
+        if (!this.native) throw new HovleError('DISPOSED', 'the context has been disposed');
+        // The native side names what it stopped; the caller's reason goes with it.
+        if (signal?.aborted && e.cause === undefined) throw aborted();
+      }
+      throw e;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      if (this.inflight === call) this.inflight = undefined;
+    }
+  }
+
+  private async evaluateNow(ids: Int32Array, images: readonly PixelTiles[], options: EvaluateOptions,
+    cancel: NativeCancelFlag, checkpoint: () => void): Promise<EvaluateResult> {
     const c = this.ctx();
     const hp = this.model.hparams;
     const H = hp.llm.embeddingLength;
@@ -455,15 +520,18 @@ export class ModelContext {
     }
 
     const t0 = performance.now();
-    const imageRows = tiles > 0 ? await visionRows(c, hp, images, tiles, !post) : null;
+    const imageRows = tiles > 0 ? await visionRows(c, hp, images, tiles, !post, cancel) : null;
     const t1 = performance.now();
     if (!post && !options.hidden) {
       // The common case: one graph per micro-batch through all 32 layers.
       const picks = greedy ? new Int32Array(positions.length) : undefined;
-      const logits = view(await c.forward(embIds, imageRows, Int32Array.from(positions), into ?? null, picks));
+      const logits = view(await c.forward(embIds, imageRows, Int32Array.from(positions), into ?? null, picks ?? null, cancel));
       return { logits, ...(picks ? { argmax: picks } : {}), timings: { visionMs: t1 - t0, decoderMs: performance.now() - t1 }, positions, vocabSize: V };
     }
+    // The staged path sees an abort between its stages.
+    checkpoint();
     const hidden = await c.embed(embIds, imageRows);
+    checkpoint();
     let shuffleMs = 0;
     let llmIn = hidden;
     if (post) {
@@ -474,6 +542,7 @@ export class ModelContext {
       const ts = performance.now();
       const proj = await c.shuffleProject(imgHd, tiles);
       shuffleMs = performance.now() - ts;
+      checkpoint();
       llmIn = new Float32Array(ids.length * H);
       let hd = 0;
       let p = 0;
@@ -506,6 +575,7 @@ export class ModelContext {
 
   dispose(): void {
     for (const run of this.runs) run.interrupt(new HovleError('DISPOSED', 'the context has been disposed'));
+    this.inflight?.flag.cancel();
     this.native?.dispose();
     this.native = undefined;
   }
@@ -560,8 +630,9 @@ export function expandHd(ids: Int32Array, ctxId: number, perTile: number, patche
  * The front end's rows for `images`, written by the native side into an array allocated here:
  * neither the pixels nor the rows are copied across (7 tiles: 17 MB of pixels, 15 MB of rows).
  */
-function visionRows(c: NativeContext, hp: HovleHParams, images: readonly PixelTiles[], tiles: number, project: boolean): Promise<Float32Array> {
+function visionRows(c: NativeContext, hp: HovleHParams, images: readonly PixelTiles[], tiles: number, project: boolean, cancel?: NativeCancelFlag): Promise<Float32Array> {
   const rowsPerTile = project ? tokensPerTile(hp.vision) : patchesPerTile(hp.vision);
   const hidden = project ? hp.llm.embeddingLength : hp.embedding.embeddingLength;
-  return c.vision(images.map((i) => i.data), tiles, project, new Float32Array(tiles * rowsPerTile * hidden));
+  return c.vision(images.map((i) => i.data), tiles, project, new Float32Array(tiles * rowsPerTile * hidden), cancel);
 }
+

@@ -10,8 +10,11 @@ const BYTE = 6;
 const UNUSED = 5;
 
 export class Tokenizer {
-  private readonly native: { encode(text: string, addBos: boolean): Int32Array };
+  private readonly native: ReturnType<ReturnType<typeof loadAddon>['addon']['createTokenizer']>;
   private readonly pieceBytes: Array<Uint8Array | null>;
+  /** SentencePiece's remove_extra_whitespaces: normalization collapses and trims whitespace. */
+  private readonly dropsWhitespace: boolean;
+  private longestPiece = 0;
 
   private constructor(
     readonly tokens: string[],
@@ -23,6 +26,7 @@ export class Tokenizer {
     types: Int32Array,
   ) {
     this.native = loadAddon().addon.createTokenizer(spec);
+    this.dropsWhitespace = spec.removeExtraWhitespaces;
     const enc = new TextEncoder();
     this.pieceBytes = tokens.map((t, i) => {
       if (types[i] === BYTE && /^<0x[0-9A-Fa-f]{2}>$/.test(t)) return Uint8Array.of(parseInt(t.slice(3, 5), 16));
@@ -82,17 +86,67 @@ export class Tokenizer {
     return this.native.encode(text, options.addBos ?? this.addBos);
   }
 
-  /** A decoder for a stream of ids; control tokens are skipped unless `special`. */
-  decoder(options: { special?: boolean } = {}): TokenDecoder {
-    return new TokenDecoder(this.pieceBytes, this.special, this.tokens, options.special ?? false);
+  /** The same as encode(), on a worker thread: for prompts long enough to hold the event loop. */
+  async encodeAsync(text: string, options: { addBos?: boolean } = {}): Promise<Int32Array> {
+    if (typeof text !== 'string') throw new HovleError('INVALID_ARGUMENT', 'text must be a string');
+    return this.native.encodeAsync(text, options.addBos ?? this.addBos);
   }
 
-  decode(ids: ArrayLike<number>, options: { special?: boolean } = {}): string {
+  /**
+   * A lower bound on the tokens of `text`, without tokenizing it (which runs on the calling
+   * thread, about a second per few MB): no token covers more characters than the longest piece
+   * in the vocabulary, and normalization removes nothing but whitespace, and that only when the
+   * model's remove_extra_whitespaces is set. Every other character is counted.
+   */
+  minTokens(text: string): number {
+    if (this.longestPiece === 0) this.longestPiece = this.tokens.reduce((n, t) => Math.max(n, t.length), 1);
+    let chars = text.length;
+    if (this.dropsWhitespace) {
+      for (let i = 0; i < text.length; i++) {
+        const c = text.charCodeAt(i);
+        // ASCII and Unicode whitespace: a superset of what normalization may drop.
+        if (c === 32 || (c >= 9 && c <= 13) || c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff) chars--;
+      }
+    }
+    return Math.ceil(chars / this.longestPiece);
+  }
+
+  /**
+   * A decoder for a stream of ids. Control and added (special) tokens are skipped, unless
+   * `special` is true (all of them rendered) or lists the texts of those to render.
+   */
+  decoder(options: DecodeOptions = {}): TokenDecoder {
+    const special = options.special ?? false;
+    return new TokenDecoder(this.pieceBytes, this.special, this.tokens, typeof special === 'boolean' ? special : this.specialIds(special));
+  }
+
+  decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
     const d = this.decoder(options);
     let s = '';
     for (let i = 0; i < ids.length; i++) s += d.push(ids[i]!);
     return s + d.flush();
   }
+
+  private specialByText: Map<string, number> | undefined;
+
+  /** The ids of the special tokens with these texts (texts that are none are ignored). */
+  private specialIds(texts: readonly string[]): Set<number> {
+    if (!this.specialByText) {
+      this.specialByText = new Map();
+      this.special.forEach((isSpecial, id) => void (isSpecial && this.specialByText!.set(this.tokens[id]!, id)));
+    }
+    const ids = new Set<number>();
+    for (const t of texts) {
+      const id = this.specialByText.get(t);
+      if (id !== undefined) ids.add(id);
+    }
+    return ids;
+  }
+}
+
+export interface DecodeOptions {
+  /** Render special tokens: all (true), none (false, the default), or those with these texts. */
+  special?: boolean | readonly string[];
 }
 
 export class TokenDecoder {
@@ -102,13 +156,17 @@ export class TokenDecoder {
     private readonly pieceBytes: Array<Uint8Array | null>,
     private readonly specialIds: Uint8Array,
     private readonly tokens: string[],
-    private readonly special: boolean,
+    /** Which special ids to render: all, none, or these. */
+    private readonly special: boolean | ReadonlySet<number>,
   ) {}
 
   /** Text completed by this token (possibly empty while a character is still incomplete). */
   push(id: number): string {
     if (!Number.isInteger(id) || id < 0 || id >= this.tokens.length) throw new HovleError('INVALID_ARGUMENT', `token id ${id} is outside the vocabulary`);
-    if (this.specialIds[id]) return this.special ? this.utf8.decode() + this.tokens[id] : '';
+    if (this.specialIds[id]) {
+      const render = typeof this.special === 'boolean' ? this.special : this.special.has(id);
+      return render ? this.utf8.decode() + this.tokens[id] : '';
+    }
     const b = this.pieceBytes[id];
     return b ? this.utf8.decode(b, { stream: true }) : '';
   }

@@ -8,6 +8,12 @@ export interface GroundedBox {
   normalized: [number, number, number, number];
 }
 
+/**
+ * The markup of grounded answers. The tokenizer lists these among its special tokens, but they
+ * are the answer's content: an answer's text renders them (and no other special token).
+ */
+export const GROUNDING_TAGS: readonly string[] = ['<ref>', '</ref>', '<box>', '</box>', '<quad>', '</quad>'];
+
 const PATTERN = /<ref>(.*?)<\/ref>\s*<box>\s*(\[\[.*?\]\])\s*<\/box>/gs;
 
 export function parseGrounding(text: string, image: { width: number; height: number }): GroundedBox[] {

@@ -6,6 +6,7 @@ import type { ImageInput } from '../image/preprocess.js';
 import type { ContextOptions, EvaluateOptions, HovleModel, ModelContext, PixelTiles } from '../runtime/model.js';
 import { tokensPerTile } from '../model/hparams.js';
 import { Sampler, type SamplingOptions } from '../runtime/sampler.js';
+import { GROUNDING_TAGS } from './grounding.js';
 import { StopMatcher } from './stop.js';
 import { ASSISTANT_START, checkTemplate, END_OF_TURN, expandImages, systemTurn, USER_START, userContent } from './template.js';
 
@@ -56,25 +57,20 @@ export interface AskResult {
   images: Array<{ width: number; height: number; grid: [number, number]; tiles: number }>;
 }
 
-const longestPiece = new WeakMap<HovleModel, number>();
+function checkObject(o: unknown, what: string): void {
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new HovleError('INVALID_ARGUMENT', `${what} must be an object`);
+}
 
-/**
- * A lower bound on the tokens of `text`, without tokenizing it: no token covers more characters
- * than the longest piece in the vocabulary, and normalization only ever removes whitespace.
- */
-function minTokens(model: HovleModel, text: string): number {
-  let longest = longestPiece.get(model);
-  if (longest === undefined) {
-    longest = model.vocab.tokens.reduce((n, t) => Math.max(n, t.length), 1);
-    longestPiece.set(model, longest);
-  }
-  let chars = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    // Every character but ASCII and Unicode whitespace (a superset of what normalization drops).
-    if (!(c === 32 || (c >= 9 && c <= 13) || c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff)) chars++;
-  }
-  return Math.ceil(chars / longest);
+/** A turn's message and options, checked before the call takes its place in line. */
+function checkTurn(message: unknown, options: unknown): void {
+  checkObject(options, 'options');
+  const { signal } = options as TurnOptions;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new HovleError('INVALID_ARGUMENT', 'signal must be an AbortSignal');
+  if (typeof message === 'string') return;
+  checkObject(message, 'the message (a string or { text, images })');
+  const { text, images } = message as Partial<UserMessage>;
+  if (typeof text !== 'string') throw new HovleError('INVALID_ARGUMENT', 'message text must be a string');
+  if (images !== undefined && !Array.isArray(images)) throw new HovleError('INVALID_ARGUMENT', 'message images must be an array of image inputs');
 }
 
 export class Session {
@@ -82,6 +78,8 @@ export class Session {
   /** prefill() left a user turn open: the next ask() continues it. */
   private openTurn = false;
   private disposed = false;
+  /** Settles when the call holding the session (see acquire()) releases it. */
+  private held: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly model: HovleModel,
@@ -91,7 +89,9 @@ export class Session {
 
   static async create(model: HovleModel, options: SessionOptions = {}): Promise<Session> {
     checkTemplate(model.hparams.chat.template);
+    checkObject(options, 'session options');
     const { system, ...ctxOptions } = options;
+    if (system !== undefined && typeof system !== 'string') throw new HovleError('INVALID_ARGUMENT', 'system must be a string');
     const ctx = await model.createContext(ctxOptions);
     return new Session(model, ctx, system ?? model.hparams.chat.systemMessage);
   }
@@ -102,13 +102,18 @@ export class Session {
    * is computed once. The next ask() on this session continues the same turn.
    */
   async prefill(message: UserMessage | string, options: TurnOptions = {}): Promise<{ promptTokens: number; ms: number }> {
-    const t0 = performance.now();
-    const { ids, images } = await this.turnTokens(message, options, false);
-    if (options.signal?.aborted) throw new HovleError('ABORTED', 'prefill was aborted');
-    await this.ctx.evaluate(ids, images, { logits: 'last' });
-    this.turns++;
-    this.openTurn = true;
-    return { promptTokens: ids.length, ms: performance.now() - t0 };
+    checkTurn(message, options);
+    const release = await this.acquire(options.signal);
+    try {
+      const t0 = performance.now();
+      const { ids, images } = await this.turnTokens(message, options, false);
+      await this.ctx.evaluate(ids, images, { logits: 'last', ...(options.signal ? { signal: options.signal } : {}) });
+      this.turns++;
+      this.openTurn = true;
+      return { promptTokens: ids.length, ms: performance.now() - t0 };
+    } finally {
+      release();
+    }
   }
 
   /**
@@ -119,22 +124,72 @@ export class Session {
    */
   async appendExchange(message: UserMessage | string, reply: string, options: TurnOptions = {}): Promise<{ promptTokens: number; ms: number }> {
     if (typeof reply !== 'string') throw new HovleError('INVALID_ARGUMENT', 'reply must be a string');
-    const t0 = performance.now();
-    const { ids, images } = await this.turnTokens(message, options, true, reply);
-    if (options.signal?.aborted) throw new HovleError('ABORTED', 'appendExchange was aborted', { cause: options.signal.reason });
-    await this.ctx.evaluate(ids, images, { logits: 'last' });
-    this.turns++;
-    this.openTurn = false;
-    return { promptTokens: ids.length, ms: performance.now() - t0 };
+    checkTurn(message, options);
+    const release = await this.acquire(options.signal);
+    try {
+      const t0 = performance.now();
+      const { ids, images } = await this.turnTokens(message, options, true, reply);
+      await this.ctx.evaluate(ids, images, { logits: 'last', ...(options.signal ? { signal: options.signal } : {}) });
+      this.turns++;
+      this.openTurn = false;
+      return { promptTokens: ids.length, ms: performance.now() - t0 };
+    } finally {
+      release();
+    }
   }
 
-  /** An independent copy of this conversation (its KV cache copied, not recomputed). */
+  /**
+   * An independent copy of this conversation (its KV cache copied, not recomputed), taken once
+   * the calls made on this session before it have finished.
+   */
   async fork(): Promise<Session> {
     if (this.disposed) throw new HovleError('DISPOSED', 'the session has been disposed');
-    const s = new Session(this.model, await this.ctx.fork(), this.system);
-    s.turns = this.turns;
-    s.openTurn = this.openTurn;
-    return s;
+    const release = await this.acquire();
+    try {
+      if (this.disposed) throw new HovleError('DISPOSED', 'the session has been disposed');
+      const s = new Session(this.model, await this.ctx.fork(), this.system);
+      s.turns = this.turns;
+      s.openTurn = this.openTurn;
+      return s;
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Waits for the calls made on this session before this one, then holds the session until the
+   * returned release() is called: a turn's template depends on the turns before it, so turns
+   * cannot interleave. A stream() holds it from its first next() until it ends (finished,
+   * returned, or thrown); one left open blocks the calls behind it. An abort while waiting
+   * throws at once and gives up the place in line.
+   */
+  private async acquire(signal?: AbortSignal): Promise<() => void> {
+    const before = this.held;
+    let release!: () => void;
+    this.held = new Promise<void>((resolve) => (release = resolve));
+    if (!signal) {
+      await before;
+      return release;
+    }
+    const aborted = () => new HovleError('ABORTED', 'aborted while waiting for the session', { cause: signal.reason });
+    if (signal.aborted) {
+      void before.then(release);
+      throw aborted();
+    }
+    let onAbort!: () => void;
+    const abort = new Promise<never>((_, reject) => {
+      onAbort = () => reject(aborted());
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      await Promise.race([before, abort]);
+    } catch (e) {
+      void before.then(release);
+      throw e;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+    return release;
   }
 
   /**
@@ -144,29 +199,41 @@ export class Session {
   private async turnTokens(message: UserMessage | string, options: TurnOptions, close: boolean, reply = '') {
     if (this.disposed) throw new HovleError('DISPOSED', 'the session has been disposed');
     const msg = typeof message === 'string' ? { text: message } : message;
-    if (typeof msg.text !== 'string') throw new HovleError('INVALID_ARGUMENT', 'message text must be a string');
-    const images: Array<PixelTiles & { width: number; height: number; grid: [number, number] }> = [];
-    const { maxTiles, maxPixels } = options;
-    const preprocess = { ...(maxTiles !== undefined ? { maxTiles } : {}), ...(maxPixels !== undefined ? { maxPixels } : {}) };
-    for (const input of msg.images ?? []) images.push(await this.model.preprocessImage(input, preprocess));
-    const content = expandImages(userContent(msg.text, images.length), images.map((i) => i.tiles), tokensPerTile(this.model.hparams.vision), {
-      imageStart: '<img>', imageEnd: '</img>', imageContext: this.model.vocab.tokens[this.model.vocab.imageContextId]!,
-    });
+    const inputs = msg.images ?? [];
+    const perTile = tokensPerTile(this.model.hparams.vision);
     const first = this.turns === 0;
-    let text: string;
-    if (this.openTurn) text = close ? content + END_OF_TURN + ASSISTANT_START + reply : content;
-    else {
+    const textWith = (tiles: readonly number[], contextPerTile: number) => {
+      const content = expandImages(userContent(msg.text, inputs.length), tiles, contextPerTile, {
+        imageStart: '<img>', imageEnd: '</img>', imageContext: this.model.vocab.tokens[this.model.vocab.imageContextId]!,
+      });
+      if (this.openTurn) return close ? content + END_OF_TURN + ASSISTANT_START + reply : content;
       const open = (first ? systemTurn(this.system) : END_OF_TURN) + USER_START + content;
-      text = close ? open + END_OF_TURN + ASSISTANT_START + reply : open;
-    }
-    // Tokenizing runs on the JS thread, about a second per few MB of text: a text that cannot
-    // fit is refused from its length first, so a huge prompt does not stall the event loop.
+      return close ? open + END_OF_TURN + ASSISTANT_START + reply : open;
+    };
+    // A turn that cannot fit is refused before the work it would take: from the length of its
+    // text (tokenizing takes about a second per few MB), and from its images' tiles, each image
+    // counted as one tile until it is preprocessed. Image-context tokens are one position each.
     const room = this.ctx.contextSize - this.ctx.cached.llm;
-    const least = minTokens(this.model, text);
-    if (least > room) {
-      throw new HovleError('CONTEXT_FULL', `the input needs at least ${least} positions, but the context has ${room} left of ${this.ctx.contextSize}`);
+    const textLeast = this.model.tokenizer.minTokens(textWith(inputs.map(() => 0), 0));
+    const check = (least: number) => {
+      if (least > room) {
+        throw new HovleError('CONTEXT_FULL', `the input needs at least ${least} positions, but the context has ${room} left of ${this.ctx.contextSize}`);
+      }
+    };
+    check(textLeast + inputs.length * perTile);
+    const images: Array<PixelTiles & { width: number; height: number; grid: [number, number] }> = [];
+    const { maxTiles, maxPixels, signal } = options;
+    const preprocess = { ...(maxTiles !== undefined ? { maxTiles } : {}), ...(maxPixels !== undefined ? { maxPixels } : {}) };
+    let imageTokens = 0;
+    for (const input of inputs) {
+      if (signal?.aborted) throw new HovleError('ABORTED', 'aborted while preparing the images', { cause: signal.reason });
+      const image = await this.model.preprocessImage(input, preprocess);
+      images.push(image);
+      imageTokens += image.tiles * perTile;
+      check(textLeast + imageTokens + (inputs.length - images.length) * perTile);
     }
-    return { ids: this.model.tokenizer.encode(text, { addBos: first }), images };
+    const text = textWith(images.map((i) => i.tiles), perTile);
+    return { ids: await this.model.tokenizer.encodeAsync(text, { addBos: first }), images };
   }
 
   /** Tokens cached so far (the whole conversation). */
@@ -186,6 +253,8 @@ export class Session {
   /** The same as ask(), as an async iterator of text pieces; its return value is the result. */
   async *stream(message: UserMessage | string, options: AskOptions = {}): AsyncGenerator<string, AskResult, void> {
     if (this.disposed) throw new HovleError('DISPOSED', 'the session has been disposed');
+    checkTurn(message, options);
+    if (options.onToken !== undefined && typeof options.onToken !== 'function') throw new HovleError('INVALID_ARGUMENT', 'onToken must be a function');
     const sampler = this.samplerFor(options); // validates the sampling options before any work
     const maxTokens = options.maxTokens ?? 512;
     if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new HovleError('INVALID_ARGUMENT', 'maxTokens must be a positive integer');
@@ -193,6 +262,18 @@ export class Session {
     const signal = options.signal;
     const aborted = () => new HovleError('ABORTED', 'generation was aborted', { cause: signal?.reason });
     if (signal?.aborted) throw aborted();
+    const release = await this.acquire(signal);
+    try {
+      return yield* this.answer(message, options, sampler, maxTokens, stopper, aborted);
+    } finally {
+      release();
+    }
+  }
+
+  private async *answer(
+    message: UserMessage | string, options: AskOptions, sampler: Sampler, maxTokens: number, stopper: StopMatcher, aborted: () => HovleError,
+  ): AsyncGenerator<string, AskResult, void> {
+    const signal = options.signal;
 
     const t0 = performance.now();
     const { ids, images } = await this.turnTokens(message, options, true);
@@ -201,7 +282,7 @@ export class Session {
 
     const t1 = performance.now();
     // Greedy sampling takes its pick on the device; otherwise the prompt's last row of logits.
-    const step: EvaluateOptions = sampler.greedy ? { logits: 'last', greedy: true } : { logits: 'last' };
+    const step: EvaluateOptions = { logits: 'last', ...(sampler.greedy ? { greedy: true } : {}), ...(signal ? { signal } : {}) };
     const r = await this.ctx.evaluate(ids, images, step);
     this.turns++;
     this.openTurn = false;
@@ -209,7 +290,7 @@ export class Session {
     const promptEnd = this.ctx.cached.llm;
     const eot = this.model.vocab.eotId;
 
-    const decoder = this.model.tokenizer.decoder();
+    const decoder = this.model.tokenizer.decoder({ special: GROUNDING_TAGS });
     const tokens: number[] = [];
     let text = '';
     let stopReason: AskResult['stopReason'] = 'maxTokens';
@@ -284,6 +365,7 @@ export class Session {
       if (stopped) stopReason = 'stop';
       if (emit) {
         text += emit;
+        options.onToken?.(emit, tokens.at(-1)!);
         yield emit;
       }
     }

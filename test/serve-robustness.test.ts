@@ -391,3 +391,71 @@ describe('bursts and disconnects', () => {
     expect((await post(base, ask('Hi', 2))).status).toBe(200);
   }, 180_000);
 });
+
+describe('shutdown', () => {
+  // The body and write timeouts are set far past the test's own timeout: close() must not wait
+  // them out.
+  const patient = { bodyTimeoutMs: 600_000, writeTimeoutMs: 600_000 };
+
+  it('does not wait for a body still on its way: the uploader gets 503 at once', async () => {
+    const { server, port } = await start(patient);
+    const socket = rawRequest(port, JSON.stringify(ask('Hi', 2)).slice(0, 10), { contentLength: 1000 });
+    const reply = responseOf(socket);
+    await until(() => server.status().state === 'ready');
+    await new Promise((r) => setTimeout(r, 100)); // the request is being read
+    await server.close({ timeoutMs: 0 });
+    expect(await reply).toMatch(/^HTTP\/1\.1 503/);
+  });
+
+  it('does not wait for a stream whose client stopped reading', async () => {
+    // A long model name makes every event ~60 KB, so the socket buffers fill within a few tokens.
+    const { server, port, log } = await start({ ...patient, modelName: 'm'.repeat(60_000) });
+    const socket = rawRequest(port, JSON.stringify(endless()));
+    let got = 0;
+    socket.on('data', (d: Buffer) => {
+      got += d.length;
+      if (got > 100_000) socket.pause(); // and never read again
+    });
+    socket.on('error', () => undefined);
+    await until(() => got > 100_000);
+    await new Promise((r) => setTimeout(r, 300)); // the server's buffers fill behind it
+    await server.close({ timeoutMs: 0 });
+    expect(log.join('\n')).toMatch(/aborted \(shutting_down\)/);
+    socket.destroy();
+  });
+});
+
+describe('request details', () => {
+  it('a percent-encoded data: URL is the same image as its base64 form', async () => {
+    const { base } = await start();
+    const bytes = readFileSync(join(FIXTURES, 'images', 'fjord.jpg'));
+    const pct = `data:image/jpeg,${[...bytes].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('')}`;
+    const body = (url: string) => ({
+      model: 'tiny', max_tokens: 4, messages: [{ role: 'user', content: [{ type: 'text', text: 'What is it?' }, { type: 'image_url', image_url: { url } }] }],
+    });
+    const answer = async (url: string) => {
+      const res = await post(base, body(url));
+      expect(res.status).toBe(200);
+      return ((await res.json()) as { choices: Array<{ message: { content: string } }> }).choices[0]!.message.content;
+    };
+    expect(await answer(pct)).toBe(await answer(fjordUrl));
+    expect((await errorOf(await post(base, body('data:image/jpeg,%zz')))).code).toBe('invalid_image_url');
+  });
+
+  it('a logit_bias favouring the image-context token is the client\'s mistake: 400 naming logit_bias', async () => {
+    const { base } = await start();
+    const res = await post(base, ask('Hi', 2, { logit_bias: { [String(model.vocab.imageContextId)]: 100 } }));
+    expect(res.status).toBe(400);
+    expect((await errorOf(res)).param).toBe('logit_bias');
+    // Banning it is fine.
+    expect((await post(base, ask('Hi', 2, { logit_bias: { [String(model.vocab.imageContextId)]: -100 } }))).status).toBe(200);
+  });
+
+  it('thousands of image messages are refused at the first image over the limit', async () => {
+    const { base } = await start({ maxImages: 2 });
+    const messages = Array.from({ length: 20_000 }, () => ({ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }] }));
+    const res = await post(base, { model: 'tiny', messages });
+    expect(res.status).toBe(400);
+    expect(await errorOf(res)).toMatchObject({ code: 'too_many_images', message: expect.stringMatching(/more than 2 images/) });
+  });
+});

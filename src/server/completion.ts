@@ -102,7 +102,7 @@ export async function runCompletion(res: ServerResponse, job: CompletionJob): Pr
       while (!r.done) {
         // A client that reads slowly gets tokens as fast as it takes them: the next one is not
         // computed while earlier ones wait in the response's buffer.
-        if (!sendEvent(res, chunk({ content: r.value }, null))) await drained(res, job.writeTimeoutMs);
+        if (!sendEvent(res, chunk({ content: r.value }, null))) await drained(res, job.writeTimeoutMs, signal);
         r = await gen.next();
       }
     } catch (err) {

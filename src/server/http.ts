@@ -17,7 +17,7 @@ export const MAX_JSON_DEPTH = 64;
  * when it has not all arrived `timeoutMs` after the request did (a client trickling its body
  * must not keep the connection forever), 400 if not JSON or nested deeper than MAX_JSON_DEPTH.
  */
-export async function readJsonBody(req: IncomingMessage, limit: number, timeoutMs = 60_000): Promise<unknown> {
+export async function readJsonBody(req: IncomingMessage, limit: number, timeoutMs = 60_000, signal?: AbortSignal): Promise<unknown> {
   const announced = Number(req.headers['content-length']);
   if (announced > limit) throw tooLarge(limit);
   const body = await new Promise<Buffer>((resolve, reject) => {
@@ -25,12 +25,16 @@ export async function readJsonBody(req: IncomingMessage, limit: number, timeoutM
     let size = 0;
     // Not destroyed (an async iterator would), so the error can still be written; the rest is
     // drained until the reply has gone out and the connection closes.
-    const stop = (err: ApiError) => {
+    const stop = (err: unknown) => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       req.off('data', onData);
       req.resume();
       reject(err);
     };
+    // A shutdown does not wait for a body still on its way (up to timeoutMs).
+    const onAbort = () => stop(signal!.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
     const timer = setTimeout(
       () => stop(new ApiError(408, `the request body did not arrive within ${timeoutMs} ms`, 'request_timeout', null, { connection: 'close' })),
       timeoutMs,
@@ -41,18 +45,23 @@ export async function readJsonBody(req: IncomingMessage, limit: number, timeoutM
       else stop(tooLarge(limit));
     };
     req.on('data', onData);
-    req.once('end', () => {
+    const settle = () => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    req.once('end', () => {
+      settle();
       resolve(Buffer.concat(chunks, size));
     });
     req.once('error', (err) => {
-      clearTimeout(timer);
+      settle();
       reject(err);
     });
     req.once('close', () => {
-      clearTimeout(timer);
+      settle();
       if (!req.complete) reject(new ApiError(400, 'the client went away before sending the whole body', 'client_closed'));
     });
+    if (signal?.aborted) onAbort();
   });
   const depth = jsonDepth(body, MAX_JSON_DEPTH);
   if (depth > MAX_JSON_DEPTH) throw badRequest(`the body nests JSON deeper than ${MAX_JSON_DEPTH} levels`, null, 'invalid_json');

@@ -32,11 +32,11 @@ function decodeDataUrl(url: string, param: string, maxBytes: number): ImageInput
     if (Math.floor((payload.length * 3) / 4) > maxBytes + 2) throw badRequest(`the image is over ${maxBytes} bytes`, param, 'IMAGE_TOO_LARGE');
     buffer = Buffer.from(payload, 'base64');
   } else {
-    try {
-      buffer = Buffer.from(decodeURIComponent(payload), 'latin1');
-    } catch {
-      throw badRequest('the data: URL has invalid percent-encoding', param, 'invalid_image_url');
-    }
+    // Each %XX is one byte of the image (decodeURIComponent would read them as UTF-8 and refuse
+    // %FF); a URL is ASCII, so any other character is taken as the byte it is.
+    if (/%(?![0-9a-fA-F]{2})/.test(payload)) throw badRequest('the data: URL has invalid percent-encoding', param, 'invalid_image_url');
+    if (/[^\x00-\x7f]/.test(payload)) throw badRequest('the data: URL holds characters outside ASCII (percent-encode them)', param, 'invalid_image_url');
+    buffer = Buffer.from(payload.replace(/%([0-9a-fA-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1');
   }
   if (buffer.length === 0) throw badRequest('the data: URL holds no image', param, 'invalid_image_url');
   if (buffer.length > maxBytes) throw badRequest(`the image is over ${maxBytes} bytes`, param, 'IMAGE_TOO_LARGE');

@@ -164,9 +164,10 @@ function content(v: unknown, param: string, allowImages: boolean): ChatTurn {
 }
 
 /** System messages first, then user and assistant turns ending with the user's; consecutive turns of one role are joined. */
-function conversation(messages: unknown): Pick<ChatRequest, 'system' | 'history' | 'prompt'> {
+function conversation(messages: unknown, maxImages: number): Pick<ChatRequest, 'system' | 'history' | 'prompt'> {
   if (!Array.isArray(messages) || messages.length === 0) throw badRequest('messages must be a non-empty array', 'messages');
   const systems: string[] = [];
+  let images = 0;
   const turns: Array<{ role: 'user' | 'assistant'; turn: ChatTurn }> = [];
   messages.forEach((m: unknown, i) => {
     const param = `messages[${i}]`;
@@ -185,9 +186,15 @@ function conversation(messages: unknown): Pick<ChatRequest, 'system' | 'history'
       systems.push(turn.text);
       return;
     }
+    images += turn.images.length;
+    // Counted as the messages are read: thousands of image parts are refused at the first one
+    // over the limit, not after all of them are parsed and merged.
+    if (images > maxImages) throw badRequest(`more than ${maxImages} images; this server takes at most ${maxImages} per request`, 'messages', 'too_many_images');
     const last = turns[turns.length - 1];
     if (last?.role === role) {
-      last.turn = { text: last.turn.text + '\n' + turn.text, images: [...last.turn.images, ...turn.images] };
+      // In place: copying the merged list for each of N consecutive messages took O(N^2).
+      last.turn.text += '\n' + turn.text;
+      last.turn.images.push(...turn.images);
     } else {
       if (!last && role === 'assistant') throw badRequest('the conversation must start with a user message', param);
       turns.push({ role, turn });
@@ -214,9 +221,7 @@ export function parseChatRequest(body: unknown, limits: SchemaLimits): ChatReque
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw badRequest('stream must be a boolean', 'stream');
   const so = body.stream_options;
   if (so !== undefined && so !== null && !isObject(so)) throw badRequest('stream_options must be an object', 'stream_options');
-  const conv = conversation(body.messages);
-  const nImages = [...conv.history.map((h) => h.user), conv.prompt].reduce((n, t) => n + t.images.length, 0);
-  if (nImages > limits.maxImages) throw badRequest(`${nImages} images; this server takes at most ${limits.maxImages} per request`, 'messages', 'too_many_images');
+  const conv = conversation(body.messages, limits.maxImages);
   return {
     model: body.model,
     ...conv,

@@ -14,6 +14,9 @@ import { resolveImageUrl, type ImageUrlOptions } from './image-url.js';
 import { parseChatRequest, type ChatRequest, type ChatTurn } from './openai-schema.js';
 import { RequestQueue, shuttingDown } from './request-queue.js';
 
+/** How long a shutdown that aborted requests waits for their last words to reach the clients. */
+const FLUSH_GRACE_MS = 1000;
+
 export interface ServerOptions {
   /** The id in /v1/models and in responses. Default: the GGUF's file name without `.gguf`. */
   modelName?: string;
@@ -127,11 +130,13 @@ export function createServer(model: HovleModel | Promise<HovleModel>, options: S
 
   async function chat(req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<string> {
     const m = readyModel();
-    const body = await readJsonBody(req, maxBody, options.bodyTimeoutMs ?? 60_000);
+    const body = await readJsonBody(req, maxBody, options.bodyTimeoutMs ?? 60_000, signal);
     const request = parseChatRequest(body, { maxImages: options.maxImages ?? 4, maxTiles: options.maxTiles ?? m.hparams.vision.maxTiles });
     // As OpenAI does: a bias for a token the vocabulary does not have is a mistake, not a no-op.
-    for (const id of Object.keys(request.generation.logitBias ?? {})) {
+    for (const [id, bias] of Object.entries(request.generation.logitBias ?? {})) {
       if (Number(id) >= m.hparams.vocabSize) throw badRequest(`logit_bias: token ${id} is outside the vocabulary (0..${m.hparams.vocabSize - 1})`, 'logit_bias');
+      // The session refuses it too, but without naming the parameter.
+      if (Number(id) === m.vocab.imageContextId && bias > 0) throw badRequest(`logit_bias: token ${id} stands for an image row and cannot be generated`, 'logit_bias');
     }
     const conv = await conversation(request);
     const release = await queue.acquire(signal);
@@ -257,10 +262,14 @@ export function createServer(model: HovleModel | Promise<HovleModel>, options: S
         const expired = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), timeoutMs)));
         if (await Promise.race([pending().then(() => false), expired])) {
           for (const c of inflight.values()) c.abort(shuttingDown());
-          await pending();
+          // Each request stops at the abort and writes its last words; a request only ends when
+          // its connection closes, so a client that does not read them must not hold the exit:
+          // connections still open after this grace are closed below.
+          await Promise.race([pending(), new Promise((resolve) => setTimeout(resolve, FLUSH_GRACE_MS).unref())]);
         }
         clearTimeout(timer);
         http.closeAllConnections();
+        await pending();
         await stopped;
         state = 'closed';
       })();

@@ -24,22 +24,28 @@ export function sendEvent(res: ServerResponse, data: unknown): boolean {
  * slow reader slows its own generation down instead of piling events up in memory; rejects with
  * `client_stalled` when that takes over `timeoutMs` (the caller then drops the connection and
  * frees the slot), and resolves at once if the response is gone (its 'close' stops the work).
+ * Rejects with the signal's reason when it aborts (a shutdown).
  */
-export function drained(res: ServerResponse, timeoutMs: number): Promise<void> {
+export function drained(res: ServerResponse, timeoutMs: number, signal?: AbortSignal): Promise<void> {
   if (res.destroyed || res.writableEnded || !res.writableNeedDrain) return Promise.resolve();
   return new Promise((resolve, reject) => {
-    const done = (err?: ApiError) => {
+    const done = (err?: unknown) => {
       clearTimeout(timer);
       res.off('drain', onDrain);
       res.off('close', onDrain);
+      signal?.removeEventListener('abort', onAbort);
       if (err) reject(err);
       else resolve();
     };
     const onDrain = () => done();
+    // A shutdown does not wait out a reader that has stopped reading.
+    const onAbort = () => done(signal!.reason ?? new ApiError(503, 'the request was aborted', 'aborted'));
     const timer = setTimeout(
       () => done(new ApiError(408, `the client read nothing of the stream for ${timeoutMs} ms`, 'client_stalled')),
       timeoutMs,
     );
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
     res.on('drain', onDrain);
     res.on('close', onDrain);
   });

@@ -390,14 +390,19 @@ export class Session {
 
   /**
    * This answer's sampler. Sampling never draws the image-context id: it stands for an image row
-   * and cannot be evaluated as text (an explicit logitBias for it still wins). Greedy decoding
-   * keeps its device pick; a trained model does not emit that id.
+   * and cannot be evaluated as text, so a logitBias cannot favour it (a negative one is a ban).
+   * Greedy decoding keeps its device pick; a trained model does not emit that id.
    */
   private samplerFor(options: SamplingOptions): Sampler {
     const V = this.model.hparams.vocabSize;
+    const imageId = this.model.vocab.imageContextId;
+    const bias: unknown = options.logitBias?.[imageId];
+    if (typeof bias === 'number' && bias > 0) {
+      throw new HovleError('INVALID_ARGUMENT', `logitBias: token ${imageId} (<IMG_CONTEXT>) stands for an image row and cannot be generated; it can only be banned`);
+    }
     const plain = new Sampler(options, V);
     if (plain.greedy) return plain;
-    return new Sampler({ ...options, logitBias: { [this.model.vocab.imageContextId]: -Infinity, ...options.logitBias } }, V);
+    return new Sampler({ ...options, logitBias: { ...options.logitBias, [imageId]: -Infinity } }, V);
   }
 
   dispose(): void {

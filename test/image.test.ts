@@ -176,12 +176,21 @@ describe('bad input gives typed errors and leaves the process healthy', () => {
     ['missing file', '/nonexistent/x.jpg', {}, 'IO_ERROR', /nonexistent/],
     ['not an input', 42 as never, {}, 'INVALID_ARGUMENT', /image input/],
     ['maxTiles 0', img('gradient.png'), { maxTiles: 0 }, 'INVALID_ARGUMENT', /maxTiles/],
+    ['a directory', FIXTURES, {}, 'IO_ERROR', /directory/],
+    ['file over maxBytes', img('fjord.jpg'), { maxBytes: 1000 }, 'IMAGE_TOO_LARGE', /maxBytes 1000/],
+    ['maxBytes NaN (would turn the check off)', img('fjord.jpg'), { maxBytes: NaN }, 'INVALID_ARGUMENT', /maxBytes/],
+    ['std of 0 (divides every pixel by it)', img('fjord.jpg'), { std: [0, 0, 0] }, 'INVALID_ARGUMENT', /std/],
   ];
   for (const [what, input, opts, code, msg] of bad) {
     it(what, async () => {
       await expect(preprocessImage(input, opts)).rejects.toMatchObject({ name: 'HovleError', code, message: expect.stringMatching(msg) });
     });
   }
+
+  it.runIf(process.platform === 'linux')('a file without a size (a device, a FIFO) is refused once maxBytes have been read', async () => {
+    // stat() says 0 bytes for /dev/zero: only counting what is read stops it.
+    await expect(preprocessImage('/dev/zero', { maxBytes: 1 << 20 })).rejects.toMatchObject({ code: 'IMAGE_TOO_LARGE', message: expect.stringMatching(/more than maxBytes/) });
+  });
 
   it('a PNG header claiming 100000 x 100000 pixels is refused before decoding', async () => {
     const bomb = Buffer.from(png);

@@ -1,7 +1,7 @@
 // Image inputs -> normalised tiles, as InternVL's load_image does. The input descriptor is
 // validated and copied here, on the JS thread (sharp's pattern); decoding, resizing and
 // normalisation run natively on a worker thread.
-import { readFile, stat } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 
 import { HovleError } from '../errors.js';
 import { loadAddon } from '../native/load.js';
@@ -81,18 +81,66 @@ function positiveInt(v: unknown, name: string): number {
   return v;
 }
 
+/**
+ * The file's bytes, refused past maxBytes: from its size when it has one, and in any case as it
+ * is read, so a FIFO or a device (whose size reads 0) cannot stream gigabytes into memory.
+ * Every failure to read is IO_ERROR.
+ */
+async function readBounded(path: string, maxBytes: number): Promise<Buffer> {
+  const ioError = (err: unknown) => new HovleError('IO_ERROR', `cannot read image ${path}: ${(err as Error).message}`, { cause: err });
+  const file = await open(path, 'r').catch((err: unknown) => {
+    throw ioError(err);
+  });
+  try {
+    const info = await file.stat();
+    if (info.isDirectory()) throw new HovleError('IO_ERROR', `cannot read image ${path}: it is a directory`);
+    if (info.size > maxBytes) throw new HovleError('IMAGE_TOO_LARGE', `${path} is ${info.size} bytes, over maxBytes ${maxBytes}`);
+    const chunks: Buffer[] = [];
+    let total = 0;
+    // A regular file in one read of its size plus one byte (to see it has not grown), then
+    // 64 KiB at a time: the rest of a file that grew, or a stream.
+    let next = Math.max(info.size + 1, 64 * 1024);
+    for (;;) {
+      const want = Math.min(next, maxBytes + 1 - total);
+      next = 64 * 1024;
+      const chunk = Buffer.allocUnsafe(want);
+      const { bytesRead } = await file.read(chunk, 0, want, null);
+      if (bytesRead === 0) break;
+      chunks.push(bytesRead === want ? chunk : chunk.subarray(0, bytesRead));
+      total += bytesRead;
+      if (total > maxBytes) throw new HovleError('IMAGE_TOO_LARGE', `${path} holds more than maxBytes ${maxBytes}`);
+    }
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
+  } catch (err) {
+    throw err instanceof HovleError ? err : ioError(err);
+  } finally {
+    await file.close().catch(() => undefined);
+  }
+}
+
+/** maxBytes must be a positive number (NaN would turn the check off). */
+function byteLimit(v: number | undefined): number {
+  const limit = v ?? DEFAULT_MAX_BYTES;
+  if (typeof limit !== 'number' || !(limit > 0)) throw new HovleError('INVALID_ARGUMENT', 'maxBytes must be a positive number');
+  return limit;
+}
+
+/** mean and std: three finite numbers each, std's above 0 (a 0 divides every pixel by it). */
+function channelStats(v: readonly number[] | undefined, fallback: readonly number[], name: string, positive: boolean): Float32Array {
+  const a = v ?? fallback;
+  if (!Array.isArray(a) && !ArrayBuffer.isView(a)) throw new HovleError('INVALID_ARGUMENT', `${name} must be three numbers`);
+  const out = Float32Array.from(a as ArrayLike<number>);
+  if (out.length !== 3 || !out.every((x) => Number.isFinite(x) && (!positive || x > 0))) {
+    throw new HovleError('INVALID_ARGUMENT', `${name} must be three finite numbers${positive ? ' above 0' : ''}`);
+  }
+  return out;
+}
+
 async function describe(input: ImageInput, maxBytes: number): Promise<NativeImageInput> {
   if (typeof input === 'string' || (typeof input === 'object' && input !== null && 'file' in input)) {
     const path = typeof input === 'string' ? input : input.file;
     if (typeof path !== 'string' || path.length === 0) throw new HovleError('INVALID_ARGUMENT', 'file must be a non-empty path');
-    let size: number;
-    try {
-      size = (await stat(path)).size;
-    } catch (err) {
-      throw new HovleError('IO_ERROR', `cannot read image ${path}: ${(err as Error).message}`, { cause: err });
-    }
-    if (size > maxBytes) throw new HovleError('IMAGE_TOO_LARGE', `${path} is ${size} bytes, over maxBytes ${maxBytes}`);
-    return { kind: 'encoded', data: await readFile(path) };
+    return { kind: 'encoded', data: await readBounded(path, maxBytes) };
   }
   if (typeof input === 'object' && input !== null && 'buffer' in input) {
     if (!(input.buffer instanceof Uint8Array)) throw new HovleError('INVALID_ARGUMENT', 'buffer must be a Buffer or Uint8Array');
@@ -129,7 +177,9 @@ export async function preprocessImage(input: ImageInput, options: PreprocessOpti
   if (maxTiles < minTiles || maxTiles > 256) throw new HovleError('INVALID_ARGUMENT', 'need minTiles <= maxTiles <= 256');
   const tileSize = positiveInt(options.tileSize ?? 448, 'tileSize');
   const maxPixels = pixelLimit(options.maxPixels);
-  const native = await describe(input, options.maxBytes ?? DEFAULT_MAX_BYTES);
+  const mean = channelStats(options.mean, IMAGENET_MEAN, 'mean', false);
+  const std = channelStats(options.std, IMAGENET_STD, 'std', true);
+  const native = await describe(input, byteLimit(options.maxBytes));
   const r = await loadAddon().addon.preprocessImage(native, {
     minTiles,
     maxTiles,
@@ -137,8 +187,8 @@ export async function preprocessImage(input: ImageInput, options: PreprocessOpti
     thumbnail: options.thumbnail ?? true,
     exifOrientation: options.exifOrientation ?? false,
     maxPixels,
-    mean: Float32Array.from(options.mean ?? IMAGENET_MEAN),
-    std: Float32Array.from(options.std ?? IMAGENET_STD),
+    mean,
+    std,
   });
   return { ...r, grid: [r.grid[0], r.grid[1]], tileSize, ms: performance.now() - started };
 }
@@ -158,7 +208,7 @@ export interface DecodedImage {
 /** Decodes an encoded image (path, { file } or { buffer }) to RGB, with the same decoders and limits as preprocessImage. */
 export async function decodeImage(input: ImageInput, options: Pick<PreprocessOptions, 'maxPixels' | 'maxBytes' | 'exifOrientation'> = {}): Promise<DecodedImage> {
   const maxPixels = pixelLimit(options.maxPixels);
-  const native = await describe(input, options.maxBytes ?? DEFAULT_MAX_BYTES);
+  const native = await describe(input, byteLimit(options.maxBytes));
   if (native.kind !== 'encoded') throw new HovleError('INVALID_ARGUMENT', 'decodeImage takes an encoded image, not a raw frame');
   return loadAddon().addon.decodeImage(native.data, { maxPixels, exifOrientation: options.exifOrientation ?? false });
 }

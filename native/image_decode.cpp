@@ -1,6 +1,7 @@
 // Image decoding. JPEG goes through libjpeg-turbo when the build found it (the decoder PIL uses,
 // so the golden pixels match exactly), else stb_image; PNG, BMP and GIF through stb_image.
 // Dimensions are read and checked against the caller's pixel limit before any decoding.
+#include <algorithm>
 #include <csetjmp>
 #include <cstdio>
 #include <cmath>
@@ -91,6 +92,119 @@ bool BmpTruncated(const uint8_t* d, size_t n) {
   if ((compression != 0 && compression != 3) || w <= 0 || bpp == 0 || bpp > 32) return false;
   const uint64_t row = (static_cast<uint64_t>(w) * bpp + 31) / 32 * 4;
   return static_cast<uint64_t>(offset) + row * static_cast<uint64_t>(h < 0 ? -h : h) > n;
+}
+
+// stb_image decodes a GIF whose first image's data is cut short with the rest black; PIL
+// refuses it ("image file is truncated"). Walks the blocks up to the end of the first image:
+// true when a block is cut.
+bool GifTruncated(const uint8_t* d, size_t n) {
+  if (n < 6 || std::memcmp(d, "GIF8", 4) != 0) return false;
+  size_t p = 13;
+  if (n < p) return true;
+  if (d[10] & 0x80) p += 3 * (size_t{1} << ((d[10] & 7) + 1));  // global colour table
+  // Data sub-blocks from p: true when they run past the end or have no terminator.
+  auto skip_blocks = [&](size_t& q) {
+    while (q < n && d[q] != 0) q += 1 + d[q];
+    if (q >= n) return false;
+    ++q;
+    return true;
+  };
+  while (p < n) {
+    if (d[p] == 0x21) {  // extension: label, then sub-blocks
+      p += 2;
+      if (!skip_blocks(p)) return true;
+    } else if (d[p] == 0x2C) {  // image descriptor, local colour table, LZW code size, data
+      if (p + 10 > n) return true;
+      const uint8_t flags = d[p + 9];
+      p += 10;
+      if (flags & 0x80) p += 3 * (size_t{1} << ((flags & 7) + 1));
+      p += 1;
+      if (p > n) return true;
+      // Sub-blocks that stop exactly at the end of the file (no terminator, no trailer) may
+      // hold the whole LZW stream, and PIL decodes such a file; one cut inside is truncated.
+      while (p < n && d[p] != 0) p += 1 + d[p];
+      return p > n;
+    } else {
+      return false;  // a trailer before any image, or garbage: stb judges
+    }
+  }
+  return true;
+}
+
+// What PIL's RGB of a GIF's first frame takes from the palette where stb's differs: pixels of
+// the transparent index (stb: black), and the canvas outside the first image (stb: the
+// background colour; PIL: the transparent index, else index 0). Read from the blocks before
+// the first image's data; GifTruncated has checked they are all there.
+struct GifFill {
+  bool valid = false;
+  bool has_transparency = false;
+  uint8_t transparent[3] = {0, 0, 0};  // the transparent index's colour
+  uint8_t outside[3] = {0, 0, 0};      // the colour outside the first image
+  int left = 0, top = 0, width = 0, height = 0;
+};
+
+GifFill GifFirstFrameFill(const uint8_t* d, size_t n) {
+  GifFill f;
+  if (n < 13 || std::memcmp(d, "GIF8", 4) != 0) return f;
+  auto le16 = [&](size_t o) { return static_cast<int>(d[o] | (d[o + 1] << 8)); };
+  const uint8_t* global = nullptr;
+  size_t global_n = 0, p = 13;
+  if (d[10] & 0x80) {
+    global = d + 13;
+    global_n = size_t{1} << ((d[10] & 7) + 1);
+    p += 3 * global_n;
+  }
+  int tindex = -1;
+  while (p + 1 < n && d[p] == 0x21) {
+    if (d[p + 1] == 0xF9 && p + 7 < n && d[p + 2] == 4 && (d[p + 3] & 1)) tindex = d[p + 6];
+    p += 2;
+    while (p < n && d[p] != 0) p += 1 + d[p];
+    ++p;
+  }
+  if (p + 10 > n || d[p] != 0x2C) return f;
+  f.left = le16(p + 1);
+  f.top = le16(p + 3);
+  f.width = le16(p + 5);
+  f.height = le16(p + 7);
+  const uint8_t flags = d[p + 9];
+  const uint8_t* palette = global;
+  size_t palette_n = global_n;
+  if (flags & 0x80) {
+    palette = d + p + 10;
+    palette_n = size_t{1} << ((flags & 7) + 1);
+    if (p + 10 + 3 * palette_n > n) return f;
+  }
+  if (palette == nullptr) return f;
+  auto colour = [&](int i, uint8_t* out) {
+    if (i >= 0 && static_cast<size_t>(i) < palette_n) std::memcpy(out, palette + 3 * i, 3);
+  };
+  f.has_transparency = tindex >= 0;
+  colour(tindex, f.transparent);
+  colour(tindex >= 0 ? tindex : 0, f.outside);
+  f.valid = true;
+  return f;
+}
+
+// A PNG whose chunks end cleanly without IEND: PIL decodes it, stb reads past the end for the
+// next chunk and fails. Returns the file with IEND appended, or nothing.
+std::vector<uint8_t> WithIend(const uint8_t* d, size_t n) {
+  if (n < 8 || std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) != 0) return {};
+  auto be32 = [&](size_t o) { return (static_cast<uint32_t>(d[o]) << 24) | (d[o + 1] << 16) | (d[o + 2] << 8) | d[o + 3]; };
+  size_t p = 8;
+  for (; p + 12 <= n && be32(p) <= n - p - 12; p += 12 + be32(p)) {
+    if (std::memcmp(d + p + 4, "IEND", 4) == 0) return {};
+  }
+  if (p != n) return {};  // a cut chunk: truncated, for stb to refuse
+  static const uint8_t kIend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xAE, 0x42, 0x60, 0x82};
+  std::vector<uint8_t> out(d, d + n);
+  out.insert(out.end(), kIend, kIend + 12);
+  return out;
+}
+
+// A 16-bit greyscale PNG (colour type 0, depth 16): PIL opens it as mode I;16 and its RGB
+// conversion clamps each value to 255, where stb keeps the high byte.
+bool IsGray16Png(const uint8_t* d, size_t n) {
+  return n >= 26 && std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0 && std::memcmp(d + 12, "IHDR", 4) == 0 && d[24] == 16 && d[25] == 0;
 }
 
 // stb_image memcpy()s a first IDAT chunk of length 0 into its still-null buffer: undefined
@@ -264,9 +378,16 @@ RgbImage DecodeImage(const uint8_t* data, size_t size, const DecodeOptions& opts
       data = cleaned.data();
       size = cleaned.size();
     }
+    std::vector<uint8_t> ended = WithIend(data, size);
+    if (!ended.empty()) {
+      cleaned = std::move(ended);
+      data = cleaned.data();
+      size = cleaned.size();
+    }
     double sw = 0, sh = 0;
     if (SniffSize(data, size, &sw, &sh)) CheckSize(sw, sh, opts);
     if (BmpTruncated(data, size)) throw Error("IMAGE_INVALID", "corrupt or truncated image: the BMP's pixel data is cut short");
+    if (GifTruncated(data, size)) throw Error("IMAGE_INVALID", "corrupt or truncated image: the GIF's first image is cut short");
     int w = 0, h = 0, comp = 0;
     if (!stbi_info_from_memory(data, static_cast<int>(size), &w, &h, &comp)) {
       const std::string why = stbi_failure_reason();
@@ -276,17 +397,46 @@ RgbImage DecodeImage(const uint8_t* data, size_t size, const DecodeOptions& opts
     }
     // stb reports a top-down BMP's height as negative here (its loader flips the sign).
     CheckSize(std::abs(static_cast<double>(w)), std::abs(static_cast<double>(h)), opts);
-    stbi_uc* px = stbi_load_from_memory(data, static_cast<int>(size), &w, &h, &comp, 3);
+    const bool gray16 = IsGray16Png(data, size);
+    const GifFill gif = GifFirstFrameFill(data, size);
+    // A GIF decodes with alpha, which tells its transparent pixels apart.
+    void* px = gray16 ? static_cast<void*>(stbi_load_16_from_memory(data, static_cast<int>(size), &w, &h, &comp, 1))
+                      : static_cast<void*>(stbi_load_from_memory(data, static_cast<int>(size), &w, &h, &comp, gif.valid ? 4 : 3));
     if (px == nullptr) {
       // Typed like the header check above: a size stb cannot decode is not a corrupt file.
-      const std::string why = stbi_failure_reason();
+      const std::string why = stbi_failure_reason() ? stbi_failure_reason() : "";
       if (why == "too large") throw Error("IMAGE_TOO_LARGE", "the image is too large to decode");
       if (why == "outofmem") throw Error("OUT_OF_MEMORY", "out of memory decoding the image");
-      throw Error("IMAGE_INVALID", "corrupt or truncated image: " + why);
+      // stb builds some reasons from the file's bytes, which can make them empty.
+      throw Error("IMAGE_INVALID", "corrupt or truncated image" + (why.empty() || why[0] == '\0' ? std::string() : ": " + why));
     }
     img.width = w;
     img.height = h;
-    img.rgb.assign(px, px + static_cast<size_t>(w) * h * 3);
+    const size_t n_px = static_cast<size_t>(w) * h;
+    if (gray16) {
+      const auto* v = static_cast<const uint16_t*>(px);
+      img.rgb.resize(n_px * 3);
+      for (size_t i = 0; i < n_px; ++i) {
+        const uint8_t g = static_cast<uint8_t>(std::min<uint16_t>(v[i], 255));
+        img.rgb[3 * i] = img.rgb[3 * i + 1] = img.rgb[3 * i + 2] = g;
+      }
+    } else if (gif.valid) {
+      const auto* rgba = static_cast<const stbi_uc*>(px);
+      img.rgb.resize(n_px * 3);
+      for (int y = 0; y < h; ++y) {
+        const bool row_in = y >= gif.top && y < gif.top + gif.height;
+        for (int x = 0; x < w; ++x) {
+          const size_t i = static_cast<size_t>(y) * w + x;
+          const uint8_t* src = rgba + 4 * i;
+          if (!(row_in && x >= gif.left && x < gif.left + gif.width)) src = gif.outside;
+          else if (gif.has_transparency && rgba[4 * i + 3] == 0) src = gif.transparent;
+          std::memcpy(&img.rgb[3 * i], src, 3);
+        }
+      }
+    } else {
+      const auto* rgb = static_cast<const stbi_uc*>(px);
+      img.rgb.assign(rgb, rgb + n_px * 3);
+    }
     stbi_image_free(px);
   }
   if (opts.exif_orientation) img = ApplyOrientation(img, ExifOrientation(data, size));

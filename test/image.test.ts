@@ -159,6 +159,37 @@ describe('input forms', () => {
   });
 });
 
+describe('decodes as PIL does where stb_image alone would not', () => {
+  // test/fixtures/images/decode: made by scripts/fixtures/make-decode-cases.py, each beside
+  // PIL 9.4.0's decode of it (the reference's decoder), saved as PNG.
+  const dir = join(FIXTURES, 'images', 'decode');
+  for (const [name, why] of [
+    ['gif-transparent.gif', 'transparent pixels take their palette colour (stb: black)'],
+    ['gif-subframe.gif', 'the screen outside a smaller first image is palette index 0 (stb: the background colour)'],
+    ['gray16.png', '16-bit grey is clamped to 255 (stb: the high byte)'],
+  ]) {
+    it(`${name}: ${why}`, async () => {
+      const [ours, pil] = await Promise.all([decodeImage(join(dir, name)), decodeImage(join(dir, `${name}.pil.png`))]);
+      expect([ours.width, ours.height]).toEqual([pil.width, pil.height]);
+      expect(Buffer.compare(ours.data, pil.data)).toBe(0);
+    });
+  }
+
+  it('a GIF cut inside its first image is refused as PIL refuses it; one missing only its terminator decodes', async () => {
+    const gif = readFileSync(join(dir, 'gif-transparent.gif'));
+    for (const cut of [131, 200]) {
+      await expect(decodeImage({ buffer: gif.subarray(0, cut) })).rejects.toMatchObject({ code: 'IMAGE_INVALID', message: expect.stringMatching(/GIF.*cut short/) });
+    }
+    expect((await decodeImage({ buffer: gif.subarray(0, gif.length - 2) })).data).toEqual((await decodeImage({ buffer: gif })).data);
+  });
+
+  it('a PNG whose chunks end without IEND decodes (PIL reads it)', async () => {
+    const png = readFileSync(img('gradient.png'));
+    expect(png.subarray(-8, -4).toString()).toBe('IEND');
+    expect((await decodeImage({ buffer: png.subarray(0, -12) })).data).toEqual((await decodeImage({ buffer: png })).data);
+  });
+});
+
 describe('bad input gives typed errors and leaves the process healthy', () => {
   const jpg = readFileSync(img('fjord.jpg'));
   const png = readFileSync(img('gradient.png'));

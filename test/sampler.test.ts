@@ -46,6 +46,19 @@ const SETTINGS: SamplingOptions[] = [
 ];
 
 describe('Sampler', () => {
+  it('every bit of the seed counts: no two seeds share a stream', () => {
+    // Seeds used to be folded to 32 bits and mixed so that 0 and 2^32 (and 0x9e3779b9 and
+    // 0x9e3779b8) gave the same tokens.
+    const row = Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i));
+    const draws = (seed: number) => {
+      const s = new Sampler({ temperature: 5, seed }, row.length);
+      return Array.from({ length: 16 }, () => s.sample(row)).join();
+    };
+    for (const [a, b] of [[0, 2 ** 32], [5, 2 ** 32 + 5], [0x9e3779b9, 0x9e3779b8], [1, 2 ** 53 - 1]]) expect(draws(a!)).not.toBe(draws(b!));
+    expect(draws(7)).toBe(draws(7));
+    expect(() => new Sampler({ seed: 2 ** 53 }, 10)).toThrow(/seed/);
+  });
+
   it('draws the same tokens as the reference sampler, token after token, for every option', () => {
     for (const V of [500, 92553]) {
       // The reference sorts the whole vocabulary per token (~50 ms at 92553): few steps there.

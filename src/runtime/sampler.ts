@@ -45,6 +45,7 @@ export function validateSampling(o: SamplingOptions): void {
   int(o.topK, 'topK');
   int(o.penaltyWindow, 'penaltyWindow');
   int(o.seed, 'seed');
+  if (o.seed !== undefined && o.seed > Number.MAX_SAFE_INTEGER) throw new HovleError('INVALID_ARGUMENT', 'seed must be at most Number.MAX_SAFE_INTEGER');
   if (o.topK !== undefined && o.topK > 2 ** 31 - 1) throw new HovleError('INVALID_ARGUMENT', 'topK must be below 2^31');
   if (o.penaltyWindow !== undefined && o.penaltyWindow > 2 ** 31 - 1) throw new HovleError('INVALID_ARGUMENT', 'penaltyWindow must be below 2^31');
   if (o.logitBias !== undefined) {
@@ -82,8 +83,7 @@ export class Sampler {
       ...pick(options, ['temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'presencePenalty', 'frequencyPenalty', 'penaltyWindow']),
       ...(bias.length ? { biasIds: Int32Array.from(bias, ([id]) => Number(id)), biasValues: Float64Array.from(bias, ([, b]) => b) } : {}),
     };
-    // The seed's low 32 bits, mixed, as the generator's first state (never 0).
-    const state = ((options.seed ?? Math.floor(Math.random() * 2 ** 31)) ^ 0x9e3779b9) >>> 0 || 1;
+    const state = seedState(options.seed ?? Math.floor(Math.random() * 2 ** 32));
     this.handle = new (loadAddon().addon.Sampler)(params, vocabSize, state);
   }
 
@@ -113,6 +113,26 @@ export class Sampler {
   get native(): NativeSampler {
     return this.handle;
   }
+}
+
+/** murmur3's finalizer: a bijection of 32-bit values that spreads every input bit. */
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/**
+ * The generator's first state for a seed (a non-negative safe integer). Every bit counts: seeds
+ * that differ above bit 32 (0 and 2^32, say) give different streams, and no two seeds below 2^32
+ * share a state. @internal
+ */
+export function seedState(seed: number): number {
+  const high = Math.floor(seed / 2 ** 32) >>> 0;
+  return fmix32((seed >>> 0) ^ fmix32(high ^ 0x9e3779b9));
 }
 
 function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Partial<Pick<T, K>> {

@@ -129,8 +129,9 @@ function generation(body: Record<string, unknown>, limits: SchemaLimits): Genera
     stop: stops(body.stop),
     maxTokens,
     maxTiles: integer(body, 'max_tiles', 1, limits.maxTiles),
-    // OpenAI takes any integer; the sampler's generator is seeded with 32 bits.
-    seed: seed === undefined ? undefined : ((seed % 2 ** 32) + 2 ** 32) % 2 ** 32,
+    // OpenAI takes any integer, the sampler a non-negative one: a negative seed is taken modulo
+    // 2^32 (every bit of a non-negative one counts).
+    seed: seed === undefined ? undefined : seed >= 0 ? seed : ((seed % 2 ** 32) + 2 ** 32) % 2 ** 32,
   };
   for (const k of Object.keys(o) as Array<keyof GenerationOptions>) if (o[k] === undefined) delete o[k];
   return o;

@@ -3,13 +3,13 @@
 // same token for the same seed, logits and history. It sorts the whole vocabulary per token,
 // which is why it is no longer the implementation. One change: penaltyWindow 0 means no
 // penalties (the old code's slice(-0) took the whole history); the tests use windows >= 1.
-import type { SamplingOptions } from '../../src/runtime/sampler.js';
+import { seedState, type SamplingOptions } from '../../src/runtime/sampler.js';
 
 export class ReferenceSampler {
   private state: number;
 
   constructor(private readonly o: SamplingOptions) {
-    this.state = ((o.seed ?? 1) ^ 0x9e3779b9) >>> 0 || 1;
+    this.state = seedState(o.seed ?? 1);
   }
 
   private random(): number {

@@ -67,7 +67,7 @@ describe('greedy picks on the device and from the logits agree', () => {
     // The answer runs on the model's thread ahead of the JS loop (ModelContext.decode); what it
     // made past the point the loop stopped is rolled back. The cache holds what one evaluate()
     // per token would have left: every answer token at maxTokens and eos (the last one is
-    // evaluated for the next turn), all but the one that completed a stop string.
+    // evaluated for the next turn); at a stop string, the answer's text and no more.
     const m = models['hovle-tiny']!;
     const answer = async (fromLogits: boolean, question: string, o: { maxTokens: number; stop?: string[] }) => {
       const s = await Session.create(m, { kvType: 'f32' });
@@ -75,7 +75,7 @@ describe('greedy picks on the device and from the logits agree', () => {
       const left = s.cachedTokens - r.stats.promptTokens;
       // The follow-up turn sees whatever the first one left cached.
       const next = await s.ask('Go on', { maxTokens: 6, ...(fromLogits ? { logitBias: { 5: 0 } } : {}) });
-      const out = { tokens: r.tokens, reason: r.stopReason, left, cached: s.cachedTokens, next: next.tokens };
+      const out = { tokens: r.tokens, text: r.text, reason: r.stopReason, left, cached: s.cachedTokens, next: next.tokens };
       s.dispose();
       return out;
     };
@@ -86,7 +86,13 @@ describe('greedy picks on the device and from the logits agree', () => {
     const text = m.tokenizer.decode(free.tokens);
     const cut = await answer(false, 'Hello', { maxTokens: 12, stop: [text.slice(4, 6)] });
     expect(cut.reason).toBe('stop');
-    expect(cut.left).toBe(cut.tokens.length - 1);
+    expect(cut.text).toBe(text.slice(0, 4));
+    // The cache holds the answer's text, not the stop string's start that ended it: the next
+    // turn goes as in a session that was handed the same exchange as text.
+    const replay = await Session.create(m, { kvType: 'f32' });
+    await replay.appendExchange('Hello', cut.text);
+    expect((await replay.ask('Go on', { maxTokens: 6 })).tokens).toEqual(cut.next);
+    replay.dispose();
     expect(await answer(true, 'Hello', { maxTokens: 12, stop: [text.slice(4, 6)] })).toEqual(cut);
     // This question's greedy answer ends at eos after 25 tokens.
     const device = await answer(false, 'What is this?', { maxTokens: 40 });

@@ -236,6 +236,29 @@ export class Session {
     return { ids: await this.model.tokenizer.encodeAsync(text, { addBos: first }), images };
   }
 
+  /**
+   * After a stop string the cache holds answer tokens whose text runs into the stop string,
+   * which the caller never got: the next turn would follow text that is not in the answer. The
+   * cache is cut back to the last token that ends within the answer's text, and what of the
+   * text is left after that token is tokenized and evaluated, so the conversation holds exactly
+   * the answer's text.
+   */
+  private async keepEmittedText(promptEnd: number, tokens: readonly number[], text: string): Promise<void> {
+    const cached = this.ctx.cached.llm - promptEnd;
+    const decodeOf = (k: number) => this.model.tokenizer.decode(tokens.slice(0, k), { special: GROUNDING_TAGS });
+    let k = Math.min(cached, tokens.length);
+    let kept = decodeOf(k);
+    // A prefix that ends inside a character decodes to U+FFFD, which is no prefix of the text.
+    while (k > 0 && !text.startsWith(kept)) kept = decodeOf(--k);
+    if (k === cached && kept === text) return;
+    const { llm, embedding } = this.ctx.cached;
+    await this.ctx.rewind(llm - (cached - k), embedding - (cached - k));
+    const rest = text.slice(kept.length);
+    if (!rest) return;
+    const ids = await this.model.tokenizer.encodeAsync(rest, { addBos: false });
+    if (ids.length > 0 && ids.length <= this.ctx.contextSize - this.ctx.cached.llm) await this.ctx.evaluate(ids, [], { logits: 'last', greedy: true });
+  }
+
   /** Tokens cached so far (the whole conversation). */
   get cachedTokens(): number {
     return this.ctx.cached.llm;
@@ -369,6 +392,7 @@ export class Session {
         yield emit;
       }
     }
+    if (stopReason === 'stop') await this.keepEmittedText(promptEnd, tokens, text);
     const decodeMs = performance.now() - t2;
     return {
       text,

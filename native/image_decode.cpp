@@ -314,7 +314,20 @@ void JpegWarning(j_common_ptr cinfo, int msg_level) {
   }
 }
 
-// Returns false (and leaves `out` empty) for colour spaces PIL converts differently (CMYK).
+// PIL reads a CMYK (or YCCK, which libjpeg turns into CMYK) JPEG as inverted CMYK, Adobe's
+// convention ("CMYK;I"), and its RGB conversion is cmyk2rgb in libImaging/Convert.c:
+// nk = 255 - k, channel = nk - nk * c / 255 rounded as MULDIV255 does.
+void CmykToRgbLikePil(const uint8_t* raw, uint8_t* rgb, size_t n) {
+  auto muldiv255 = [](int a, int b) {
+    const int t = a * b + 128;
+    return ((t >> 8) + t) >> 8;
+  };
+  for (size_t i = 0; i < n; ++i, raw += 4, rgb += 3) {
+    const int nk = raw[3];  // 255 - (255 - raw): the inversion undone
+    for (int c = 0; c < 3; ++c) rgb[c] = static_cast<uint8_t>(std::clamp(nk - muldiv255(255 - raw[c], nk), 0, 255));
+  }
+}
+
 bool DecodeLibjpeg(const uint8_t* data, size_t size, const DecodeOptions& opts, RgbImage& out) {
   jpeg_decompress_struct cinfo;
   JpegError err;
@@ -332,10 +345,7 @@ bool DecodeLibjpeg(const uint8_t* data, size_t size, const DecodeOptions& opts, 
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
   jpeg_read_header(&cinfo, TRUE);
-  if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
-    jpeg_destroy_decompress(&cinfo);
-    return false;
-  }
+  const bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
   try {
     CheckSize(cinfo.image_width, cinfo.image_height, opts);
   } catch (const Error& e) {
@@ -346,14 +356,17 @@ bool DecodeLibjpeg(const uint8_t* data, size_t size, const DecodeOptions& opts, 
     jpeg_destroy_decompress(&cinfo);
     throw Error("IMAGE_TOO_LARGE", size_message);
   }
-  cinfo.out_color_space = JCS_RGB;
+  cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
   jpeg_start_decompress(&cinfo);
   out.width = static_cast<int>(cinfo.output_width);
   out.height = static_cast<int>(cinfo.output_height);
   out.rgb.resize(static_cast<size_t>(out.width) * out.height * 3);
+  std::vector<uint8_t> cmyk_row(cmyk ? static_cast<size_t>(out.width) * 4 : 0);
   while (cinfo.output_scanline < cinfo.output_height) {
-    JSAMPROW row = &out.rgb[static_cast<size_t>(cinfo.output_scanline) * out.width * 3];
+    const size_t y = cinfo.output_scanline;
+    JSAMPROW row = cmyk ? cmyk_row.data() : &out.rgb[y * out.width * 3];
     jpeg_read_scanlines(&cinfo, &row, 1);
+    if (cmyk) CmykToRgbLikePil(cmyk_row.data(), &out.rgb[y * out.width * 3], static_cast<size_t>(out.width));
   }
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);

@@ -163,12 +163,13 @@ describe('decodes as PIL does where stb_image alone would not', () => {
   // test/fixtures/images/decode: made by scripts/fixtures/make-decode-cases.py, each beside
   // PIL 9.4.0's decode of it (the reference's decoder), saved as PNG.
   const dir = join(FIXTURES, 'images', 'decode');
-  for (const [name, why] of [
+  const decodeCases: Array<[string, string]> = [
     ['gif-transparent.gif', 'transparent pixels take their palette colour (stb: black)'],
     ['gif-subframe.gif', 'the screen outside a smaller first image is palette index 0 (stb: the background colour)'],
     ['gray16.png', '16-bit grey is clamped to 255 (stb: the high byte)'],
     ['cmyk.jpg', "CMYK goes through PIL's own formula (libjpeg-turbo builds; stb: up to a level off)"],
-  ]) {
+  ];
+  for (const [name, why] of decodeCases) {
     it.runIf(jpegExact || !name.endsWith('.jpg'))(`${name}: ${why}`, async () => {
       const [ours, pil] = await Promise.all([decodeImage(join(dir, name)), decodeImage(join(dir, `${name}.pil.png`))]);
       expect([ours.width, ours.height]).toEqual([pil.width, pil.height]);

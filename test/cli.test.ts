@@ -135,6 +135,19 @@ describe('hovle eval', () => {
     }
   }, 180_000);
 
+  it('-m names the model; an unwritable output is a one-line IO_ERROR', () => {
+    const dir = tempDir('cli-eval-io');
+    const model = join(dir, 'm.gguf');
+    expect(hovle(['convert', fileURLToPath(new URL('./fixtures/hovle-tiny/hf', import.meta.url)), '-o', model, '--type', 'f32']).code).toBe(0);
+    const ids = join(dir, 'ids.json');
+    writeFileSync(ids, JSON.stringify([1, 2, 3]));
+    expect(hovle(['eval', '-m', model, '--ids', ids, '--logits', join(dir, 'l.f32')]).code).toBe(0);
+    const r = hovle(['eval', '-m', model, '--ids', ids, '--logits', '/nonexistent/dir/l.f32']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/cannot write \/nonexistent\/dir\/l\.f32.*\[IO_ERROR\]/);
+    expect(r.stderr).not.toContain('internal error');
+  });
+
   it('bad ids and image counts exit 1 with the reason; missing flags exit 2', () => {
     const model = join(dir, 'm.gguf');
     writeFileSync(join(dir, 'bad.json'), '{"not": "an array"}');
@@ -171,6 +184,29 @@ describe('hovle ask', () => {
     expect(streamed.code).toBe(0);
     expect(streamed.stdout).toBe(expected + '\n');
     expect(streamed.stderr).toMatch(/tokens, (eos|maxTokens)/);
+  });
+
+  it('a reader that closes the pipe early (| head) ends it quietly with 0', async () => {
+    const { spawn } = await import('node:child_process');
+    const dir = tempDir('cli-ask-pipe');
+    const model = join(dir, 'm.gguf');
+    expect(hovle(['convert', fileURLToPath(new URL('./fixtures/hovle-tiny/hf', import.meta.url)), '-o', model, '--type', 'f32']).code).toBe(0);
+    const child = spawn(process.execPath, [cli, 'ask', '-m', model, '-q', '-n', '2000', '--temperature', '1', '--seed', '1', 'Tell me a long story.'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    // Like `head -c 5`: take the first bytes, then close the read end.
+    child.stdout.once('data', () => child.stdout.destroy());
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(stderr).not.toMatch(/EPIPE|internal error/);
+    expect(code).toBe(0);
+  });
+
+  it('bad sampling values are usage errors (exit 2) before the model loads', () => {
+    for (const flags of [['--top-p', '7'], ['--seed', '1.5'], ['--temperature', '-1']]) {
+      const r = hovle(['ask', '-m', '/nonexistent/model.gguf', ...flags, 'hi']);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain(flags[0]);
+    }
   });
 
   it('usage errors exit 2', () => {
@@ -235,6 +271,12 @@ describe('hovle chat', () => {
 });
 
 describe('hovle bench', () => {
+  it('refuses --ctx-size, which it cannot honour (it sizes each context itself)', () => {
+    const r = hovle(['bench', '-m', '/nonexistent/model.gguf', '-c', '64']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--ctx-size does not apply');
+  });
+
   it('measures a model and reports every figure as JSON', () => {
     const dir = tempDir('cli-bench');
     const model = join(dir, 'm.gguf');
@@ -290,6 +332,28 @@ describe('hovle serve / pull as processes', () => {
       expect(await exit).toBe(0);
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+  });
+
+  it('serve on a port already taken exits 1 with a one-line IO_ERROR', async () => {
+    const { createServer } = await import('node:net');
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as { port: number }).port;
+    try {
+      const dir = tempDir('cli-serve-busy');
+      const model = join(dir, 'm.gguf');
+      expect(hovle(['convert', fileURLToPath(new URL('./fixtures/hovle-tiny/hf', import.meta.url)), '-o', model, '--type', 'f32']).code).toBe(0);
+      const { spawn } = await import('node:child_process');
+      const child = spawn(process.execPath, [cli, 'serve', '-m', model, '--port', String(port), '-q'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      expect(code).toBe(1);
+      expect(stderr).toMatch(/cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE.*\[IO_ERROR\]/);
+      expect(stderr).not.toContain('internal error');
+    } finally {
+      blocker.close();
     }
   });
 

@@ -111,6 +111,43 @@ describe('bad checkpoints', () => {
     await expectFailure(dir3, /pixel_shuffle_loc must be "pre" or "post"/);
   });
 
+  it('JSON files that parse to something other than an object are refused, naming the file', async () => {
+    const nullConfig = brokenCopy('null-config', (d) => writeFileSync(join(d, 'config.json'), 'null'));
+    await expectFailure(nullConfig, /config\.json is not a JSON object/);
+    const nullTokenizer = brokenCopy('null-tokenizer-config', (d) => writeFileSync(join(d, 'tokenizer_config.json'), 'null'));
+    await expectFailure(nullTokenizer, /tokenizer_config\.json is not a JSON object/);
+    const nullHeader = brokenCopy('null-header', (d) => {
+      const h = Buffer.from('null');
+      const len = Buffer.alloc(8);
+      len.writeBigUInt64LE(BigInt(h.length));
+      writeFileSync(join(d, 'model.safetensors'), Buffer.concat([len, h]));
+    });
+    await expectFailure(nullHeader, /header is not a JSON object/);
+    const badIndex = brokenCopy('index-number', (d) => {
+      shard(d);
+      writeFileSync(join(d, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { a: 5 } }));
+    });
+    await expectFailure(badIndex, /weight_map maps a to 5/);
+  });
+
+  it('a chat template the runtime does not run is refused at conversion, system message or not', async () => {
+    const dir = brokenCopy('vicuna', (d) => editConfig(d, (c) => void ((c as Record<string, unknown>).template = 'vicuna_v1.1')));
+    await expectFailure(dir, /template 'vicuna_v1\.1' is not a chat template hovle runs/);
+    const path = join(out, 'vicuna.gguf');
+    await expect(convertCheckpoint(dir, path, { type: 'f32', systemMessage: 'Be brief.' })).rejects.toMatchObject({ code: 'CHECKPOINT_INVALID' });
+  });
+
+  it('the image size and downsample ratio may be given at the top level only', async () => {
+    const dir = brokenCopy('top-level-image', (d) => editConfig(d, (c) => {
+      const top = c as Record<string, unknown>;
+      top.force_image_size = c.embedding_config!.image_size;
+      top.downsample_ratio = c.embedding_config!.downsample_ratio;
+      delete c.embedding_config!.image_size;
+      delete c.embedding_config!.downsample_ratio;
+    }));
+    await expect(convertCheckpoint(dir, join(out, 'top-level.gguf'), { type: 'f32' })).resolves.toMatchObject({ tensors: expect.any(Number) });
+  });
+
   it('weights with NaN are refused, naming the tensor', async () => {
     const dir = brokenCopy('nan', (d) =>
       editTensors(d, (t) => {

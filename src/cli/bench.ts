@@ -19,7 +19,8 @@ repetitions) or JSON. \`npm run bench\` runs this for several quantizations next
       --json             print the result as JSON
   -h, --help
 
-${modelFlagsUsage}`;
+${modelFlagsUsage}
+(bench sizes each context for its prompt and depth: --ctx-size does not apply)`;
 
 function intList(value: string | undefined, flag: string, min: number): number[] | undefined {
   if (value === undefined) return undefined;
@@ -68,6 +69,7 @@ async function run(argv: string[]): Promise<number> {
     strict: true,
   });
   const { path, backend, gpuLayers } = checkModelFlags(values);
+  if (values['ctx-size'] !== undefined) throw new UsageError('--ctx-size does not apply: bench sizes each context for its prompt and depth');
   const reps = intList(values.reps, '--reps', 1)![0]!;
   const prompts = intList(values.prompts, '--prompts', 1);
   const depths = intList(values.depths, '--depths', 0);

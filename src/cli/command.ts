@@ -9,6 +9,8 @@ export const EXIT = {
   checkFailed: 3,
   /** Stopped by Ctrl-C (128 + SIGINT, as shells report it). */
   interrupted: 130,
+  /** Stopped by SIGTERM (128 + 15). */
+  terminated: 143,
 } as const;
 
 export interface Command {

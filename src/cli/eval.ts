@@ -19,7 +19,7 @@ images are given in order and tiled with the model's settings (--max-tiles overr
 maximum). Uses an f32 KV cache and no flash attention, the settings closest to the reference.
 
 Options:
-  --model FILE      HoVLE GGUF
+  -m, --model FILE  HoVLE GGUF
   --ids FILE        JSON array of ints
   --image FILE      image file (JPEG, PNG, BMP, GIF); repeat for several, in order
   --max-tiles N     maximum tiles per image (default: the model's)
@@ -28,11 +28,19 @@ Options:
   --backend NAME    cpu (default), vulkan, cuda or metal
   -h, --help`;
 
+async function writeOutput(path: string, data: Float32Array): Promise<void> {
+  try {
+    await writeFile(path, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  } catch (err) {
+    throw new HovleError('IO_ERROR', `cannot write ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 async function run(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      model: { type: 'string' },
+      model: { type: 'string', short: 'm' },
       ids: { type: 'string' },
       image: { type: 'string', multiple: true, default: [] },
       'max-tiles': { type: 'string' },
@@ -64,11 +72,12 @@ async function run(argv: string[]): Promise<number> {
     const post = hp.vision.pixelShuffleLoc === 'post';
     const tiles = images.reduce((n, i) => n + i.tiles, 0);
     const extra = post ? tiles * patchesPerTile(hp.vision) : 0;
-    const ctx = await model.createContext({ contextSize: ids.length, embeddingContextSize: ids.length + extra, kvType: 'f32' });
+    // As the usage says: f32 cache, no flash attention, the plainest graph for external checks.
+    const ctx = await model.createContext({ contextSize: ids.length, embeddingContextSize: ids.length + extra, kvType: 'f32', flashAttention: false });
     try {
       const r = await ctx.evaluate(ids as number[], images, { logits: 'all', hidden: Boolean(values.hidden) });
-      await writeFile(values.logits, new Uint8Array(r.logits.buffer, r.logits.byteOffset, r.logits.byteLength));
-      if (values.hidden && r.hidden) await writeFile(values.hidden, new Uint8Array(r.hidden.buffer, r.hidden.byteOffset, r.hidden.byteLength));
+      await writeOutput(values.logits, r.logits);
+      if (values.hidden && r.hidden) await writeOutput(values.hidden, r.hidden);
       process.stderr.write(
         `eval: ${ids.length} positions${r.hdIds ? ` (${r.hdIds.length} in the embedding module)` : ''}, ${images.length} image(s), ` +
           `${tiles} tile(s) on ${model.device} in ${((performance.now() - started) / 1000).toFixed(2)} s\n`,

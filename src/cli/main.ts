@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { HovleError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { EXIT, UsageError, type Command } from './command.js';
+import { interruptedBy } from './progress.js';
 import { askCommand } from './ask.js';
 import { benchCommand } from './bench.js';
 import { chatCommand } from './chat.js';
@@ -59,6 +60,10 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`hovle ${name}: ${(err as Error).message}\n\n${command.usage}\n`);
       return EXIT.usage;
     }
+    if (err instanceof HovleError && err.code === 'ABORTED' && interruptedBy) {
+      process.stderr.write(`hovle ${name}: interrupted (${interruptedBy})\n`);
+      return interruptedBy === 'SIGINT' ? EXIT.interrupted : EXIT.terminated;
+    }
     if (err instanceof HovleError) {
       process.stderr.write(`hovle ${name}: ${err.message} [${err.code}]\n`);
       return EXIT.failure;
@@ -66,6 +71,13 @@ export async function main(argv: string[]): Promise<number> {
     throw err;
   }
 }
+
+// A reader that closed its end (`hovle ask ... | head`): stop quietly, as a pipeline expects,
+// instead of an unhandled EPIPE with a stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(EXIT.ok);
+  throw err;
+});
 
 main(process.argv.slice(2)).then(
   (code) => {

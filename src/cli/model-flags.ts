@@ -4,7 +4,7 @@ import { statSync } from 'node:fs';
 
 import { loadModel } from '../api.js';
 import type { Backend, ContextOptions, HovleModel } from '../runtime/model.js';
-import type { SamplingOptions } from '../runtime/sampler.js';
+import { validateSampling, type SamplingOptions } from '../runtime/sampler.js';
 import { optionalPositiveInt, UsageError } from './command.js';
 import { ProgressBar } from './progress.js';
 
@@ -140,12 +140,23 @@ export function samplingOptions(values: SamplingFlagValues): SamplingOptions & {
   const temperature = finiteNumber(values.temperature, '--temperature');
   const topP = finiteNumber(values['top-p'], '--top-p');
   const seed = finiteNumber(values.seed, '--seed');
-  return {
-    maxTokens: optionalPositiveInt(values['max-tokens'], '--max-tokens') ?? 256,
-    ...(maxTiles !== undefined ? { maxTiles } : {}),
+  const sampling = {
     ...(temperature !== undefined ? { temperature } : {}),
     ...(topP !== undefined ? { topP } : {}),
     ...(topK !== undefined ? { topK } : {}),
     ...(seed !== undefined ? { seed } : {}),
   };
+  // The sampler's own checks, now: a bad value is a usage error before a multi-second load.
+  try {
+    validateSampling(sampling);
+  } catch (err) {
+    throw new UsageError((err as Error).message.replace(/^(temperature|topP|topK|seed)\b/, (k) => `--${FLAG_OF[k]}`));
+  }
+  return {
+    maxTokens: optionalPositiveInt(values['max-tokens'], '--max-tokens') ?? 256,
+    ...(maxTiles !== undefined ? { maxTiles } : {}),
+    ...sampling,
+  };
 }
+
+const FLAG_OF: Record<string, string> = { temperature: 'temperature', topP: 'top-p', topK: 'top-k', seed: 'seed' };

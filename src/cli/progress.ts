@@ -21,7 +21,8 @@ export class ProgressBar {
       const filled = Math.round(frac * width);
       const bar = '#'.repeat(filled) + '-'.repeat(width - filled);
       const line = `${this.label} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${formatBytes(done)}/${formatBytes(total)} ${detail}`;
-      process.stderr.write(`\r${line.slice(0, (process.stderr.columns || 120) - 1).padEnd(Math.min(line.length, 119))}`);
+      // \x1b[K clears what a longer line drew before.
+      process.stderr.write(`\r${line.slice(0, (process.stderr.columns || 120) - 1)}\x1b[K`);
     } else {
       const decile = Math.floor(frac * 10);
       if (decile === this.lastDecile) return;
@@ -35,10 +36,29 @@ export class ProgressBar {
   }
 }
 
-/** An AbortSignal that fires on the first Ctrl-C, so long work stops cleanly and removes partial files. */
+/** The signal that interrupted the command, if one did: main() exits 128 + its number. */
+export let interruptedBy: 'SIGINT' | 'SIGTERM' | undefined;
+
+/**
+ * An AbortSignal that fires on Ctrl-C or SIGTERM, so long work stops cleanly and removes its
+ * partial files. The handlers stay until dispose(): a second Ctrl-C while the work unwinds (it
+ * finishes the chunk in progress first) must not kill the process with the partial file left.
+ */
 export function interruptSignal(): { signal: AbortSignal; dispose: () => void } {
   const controller = new AbortController();
-  const onSigint = () => controller.abort(new Error('interrupted (SIGINT)'));
-  process.once('SIGINT', onSigint);
-  return { signal: controller.signal, dispose: () => process.off('SIGINT', onSigint) };
+  const on = (sig: 'SIGINT' | 'SIGTERM') => () => {
+    interruptedBy ??= sig;
+    controller.abort(new Error(`interrupted (${sig})`));
+  };
+  const onSigint = on('SIGINT');
+  const onSigterm = on('SIGTERM');
+  process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigterm);
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      process.off('SIGINT', onSigint);
+      process.off('SIGTERM', onSigterm);
+    },
+  };
 }

@@ -81,12 +81,12 @@ async function run(argv: string[]): Promise<number> {
     const seconds = (Date.now() - started) / 1000;
     if (values.json) {
       process.stdout.write(JSON.stringify({ ...r, seconds }, null, 2) + '\n');
-    } else if (!r.converted) {
-      process.stdout.write(`${r.path} (up to date in the cache)\n`);
     } else {
+      // stdout is the path alone, for $(hovle pull ...); the details go to stderr.
       const fetched = r.downloadedBytes > 0 ? `downloaded ${formatBytes(r.downloadedBytes)}, ` : '';
-      process.stdout.write(`${r.path}: ${formatBytes(r.bytes)} ${r.type} (${fetched}${seconds.toFixed(1)} s)\n`);
+      process.stderr.write(r.converted ? `hovle pull: ${formatBytes(r.bytes)} ${r.type} (${fetched}${seconds.toFixed(1)} s)\n` : 'hovle pull: up to date in the cache\n');
       if (r.checkpointDir) process.stderr.write(`checkpoint kept in ${r.checkpointDir}\n`);
+      process.stdout.write(`${r.path}\n`);
     }
     return EXIT.ok;
   } catch (err) {

@@ -1,11 +1,12 @@
 // config.json of a HoVLE checkpoint -> HovleHParams. Every field the forward pass needs is read
 // explicitly; a missing or unsupported one is a CHECKPOINT_INVALID error naming the field.
 import { readFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 
 import { HovleError } from '../errors.js';
 import type { HovleHParams, SegmentHParams } from '../model/hparams.js';
 import templates from './chat-templates.json' with { type: 'json' };
+import { SUPPORTED_TEMPLATES } from '../session/template.js';
 
 // InternVL's load_image normalisation (IMAGENET_MEAN / IMAGENET_STD); not part of config.json.
 const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
@@ -94,6 +95,7 @@ export async function readHfConfig(dir: string, overrides: { name?: string; syst
   } catch (err) {
     throw new HovleError('CHECKPOINT_INVALID', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
   }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new HovleError('CHECKPOINT_INVALID', `${file} is not a JSON object`);
   const top = new Fields(json, '', file);
   const ec = top.sub('embedding_config');
   const lc = top.sub('llm_config');
@@ -115,9 +117,10 @@ export async function readHfConfig(dir: string, overrides: { name?: string; syst
   if (ec.has('llm_vocab_size') && ec.int('llm_vocab_size') !== vocabSize) {
     ec.fail('llm_vocab_size', `differs from llm_config.vocab_size ${vocabSize}`);
   }
-  const imageSize = top.int('force_image_size', ec.int('image_size'));
+  // The top-level values win; the embedding config's are read only without them.
+  const imageSize = top.has('force_image_size') ? top.int('force_image_size') : ec.int('image_size');
   const patchSize = ec.int('patch_size');
-  const downsampleRatio = top.num('downsample_ratio', ec.num('downsample_ratio'));
+  const downsampleRatio = top.has('downsample_ratio') ? top.num('downsample_ratio') : ec.num('downsample_ratio');
   if (imageSize % patchSize !== 0) ec.fail('patch_size', `${patchSize} does not divide image size ${imageSize}`);
   const grid = imageSize / patchSize;
   if (!Number.isInteger(grid * downsampleRatio) || !Number.isInteger(1 / (downsampleRatio * downsampleRatio))) {
@@ -127,16 +130,20 @@ export async function readHfConfig(dir: string, overrides: { name?: string; syst
   if (loc !== 'pre' && loc !== 'post') ec.fail('pixel_shuffle_loc', `must be "pre" or "post", not "${loc}"`);
 
   const template = top.str('template');
+  // A GGUF whose template the runtime does not run would convert, then fail in ask, chat and serve.
+  if (!SUPPORTED_TEMPLATES.includes(template as never)) {
+    top.fail('template', `'${template}' is not a chat template hovle runs (${SUPPORTED_TEMPLATES.join(', ')})`);
+  }
   const known = (templates as Record<string, { systemMessage: string } | string>)[template];
   if (overrides.systemMessage === undefined && (known === undefined || typeof known === 'string')) {
-    top.fail('template', `'${template}' is not a template the converter knows; pass a system message explicitly`);
+    top.fail('template', `'${template}' has no default system message the converter knows; pass one explicitly`);
   }
   const minTiles = top.int('min_dynamic_patch', 1);
   const maxTiles = top.int('max_dynamic_patch', 12);
   if (minTiles > maxTiles) top.fail('min_dynamic_patch', `${minTiles} exceeds max_dynamic_patch ${maxTiles}`);
 
   return {
-    name: overrides.name ?? basename(dir.replace(/[\\/]+$/, '').replace(/[\\/]hf$/, '')),
+    name: overrides.name ?? basename(resolve(dir).replace(/[\\/]hf$/, '')),
     vocabSize,
     embedding,
     llm,

@@ -49,10 +49,12 @@ async function readHeader(file: string): Promise<SafetensorsTensor[]> {
     } catch {
       fail(`${file}: header is not valid JSON`);
     }
+    if (!isPlainObject(header)) fail(`${file}: header is not a JSON object`);
     const dataStart = 8 + headerLen;
     const out: SafetensorsTensor[] = [];
     for (const [name, entry] of Object.entries(header)) {
       if (name === '__metadata__') continue;
+      if (!isPlainObject(entry)) fail(`${file}: tensor ${name}'s entry is not a JSON object`);
       const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
       if (typeof e.dtype !== 'string' || !(e.dtype in SAFETENSORS_DTYPES)) {
         fail(`${file}: tensor ${name} has dtype ${JSON.stringify(e.dtype)}; the converter reads F32, F16 and BF16`);
@@ -94,8 +96,11 @@ export async function openSafetensors(dir: string): Promise<Map<string, Safetens
     } catch (err) {
       throw new HovleError('CHECKPOINT_INVALID', `cannot read ${index}: ${(err as Error).message}`, { cause: err });
     }
-    if (!parsed.weight_map || typeof parsed.weight_map !== 'object') fail(`${index}: no weight_map`);
+    if (!isPlainObject(parsed) || !isPlainObject(parsed.weight_map)) fail(`${index}: no weight_map object`);
     weightMap = parsed.weight_map;
+    for (const [t, f] of Object.entries(weightMap)) {
+      if (typeof f !== 'string') fail(`${index}: weight_map maps ${t} to ${JSON.stringify(f)}, not a shard file name`);
+    }
     files = [...new Set(Object.values(weightMap))].sort();
     for (const f of files) {
       if (f.includes('/') || f.includes('\\') || f.startsWith('.')) fail(`${index}: shard name ${f} must be a plain file name`);
@@ -120,4 +125,8 @@ export async function openSafetensors(dir: string): Promise<Map<string, Safetens
     }
   }
   return all;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

@@ -16,11 +16,14 @@ async function readJson(file: string, required: boolean): Promise<Record<string,
     if (required) throw new HovleError('CHECKPOINT_INVALID', `${file} is missing`);
     return undefined;
   }
+  let v: unknown;
   try {
-    return JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    v = JSON.parse(await readFile(file, 'utf8'));
   } catch (err) {
     throw new HovleError('CHECKPOINT_INVALID', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
   }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new HovleError('CHECKPOINT_INVALID', `${file} is not a JSON object`);
+  return v as Record<string, unknown>;
 }
 
 function tokenContent(v: unknown): string | undefined {

@@ -5,6 +5,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import type { AddressInfo } from 'node:net';
 import { basename } from 'node:path';
 
+import { HovleError } from '../errors.js';
 import type { HovleModel } from '../runtime/model.js';
 import type { SessionOptions } from '../session/session.js';
 import { ApiError, badRequest, toApiError } from './api-error.js';
@@ -239,9 +240,11 @@ export function createServer(model: HovleModel | Promise<HovleModel>, options: S
   return {
     listen(port = 8080, host = '127.0.0.1') {
       return new Promise((resolve, reject) => {
-        http.once('error', reject);
+        // EADDRINUSE, EADDRNOTAVAIL, EACCES: the caller's setting, as a typed error.
+        const fail = (err: NodeJS.ErrnoException) => reject(new HovleError('IO_ERROR', `cannot listen on ${host}:${port}: ${err.message}`, { cause: err }));
+        http.once('error', fail);
         http.listen(port, host, () => {
-          http.off('error', reject);
+          http.off('error', fail);
           resolve(http.address() as AddressInfo);
         });
       });

@@ -323,7 +323,10 @@ Napi::Value ContextWrap::Truncate(const Napi::CallbackInfo& info) {
   std::unique_lock<BusyFlag> lock(c->busy, std::try_to_lock);
   if (!lock.owns_lock()) throw MakeError(info.Env(), "BUSY", "cannot truncate while the context is computing");
   const bool llm = info[0].ToString().Utf8Value() == "llm";
-  const int n = info[1].As<Napi::Number>().Int32Value();
+  // Read as a double: Int32Value would wrap 2^32 + 3 to 3 and NaN to 0.
+  const double d = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+  if (!(d >= 0 && d <= INT32_MAX) || std::floor(d) != d) throw MakeError(info.Env(), "INVALID_ARGUMENT", "truncate takes a position count");
+  const int n = static_cast<int>(d);
   c->Truncate(llm, n);  // a hovle::Error (out of range) reaches JS through Guard
   return info.Env().Undefined();
 }

@@ -373,6 +373,24 @@ describe('bad calls fail cleanly before any work', () => {
     await expect(ctx.evaluate([1])).rejects.toMatchObject({ code: 'DISPOSED' });
   });
 
+  it('rewind() checks both positions before changing either cache; truncate takes no wrapped numbers', async () => {
+    const m = await model('hovle-tiny');
+    const ctx = await m.createContext({ contextSize: 64 });
+    await ctx.evaluate([1, 5, 6, 7, 8, 9], [], { logits: 'last' });
+    // (2, 10): the embedding position is past the cache. It used to truncate the LLM cache first.
+    for (const [llm, emb] of [[2, 10], [Number.NaN, 0], [2 ** 32 + 3, 3], [2.9, 2], [-1, 0]]) {
+      await expect(ctx.rewind(llm!, emb), `${llm}, ${emb}`).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      expect(ctx.cached).toEqual({ embedding: 6, llm: 6 });
+    }
+    for (const bad of [2 ** 32 + 3, Number.NaN, 2.5, '4']) {
+      expect(() => (ctx as unknown as { native: { truncate(s: string, n: unknown): void } }).native.truncate('llm', bad)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    }
+    expect(ctx.cached).toEqual({ embedding: 6, llm: 6 });
+    await ctx.rewind(2);
+    expect(ctx.cached).toEqual({ embedding: 2, llm: 2 });
+    ctx.dispose();
+  });
+
   // The facade validates context options first; the native side is the last line of defence:
   // it used to cast any double to int (64.5 became 64, and 2^40 undefined behaviour).
   it('the native side refuses context sizes that are not 32-bit integers, and thread counts past ggml\'s limit', async () => {

@@ -366,10 +366,19 @@ export class ModelContext {
     return this.serial(async () => new ModelContext(this.model, await this.ctx().fork(), this.contextSize, this.embeddingContextSize));
   }
 
-  /** Forgets everything after the first `llm` / `embedding` positions. */
+  /**
+   * Forgets everything after the first `llm` / `embedding` positions. Both are checked (integers
+   * within what is cached) before either cache changes.
+   */
   rewind(llm: number, embedding = llm): Promise<void> {
     return this.serial(async () => {
       const c = this.ctx();
+      const cached = { llm: c.nPast('llm'), embedding: c.nPast('embedding') };
+      for (const [name, n] of [['llm', llm], ['embedding', embedding]] as const) {
+        if (!Number.isInteger(n) || n < 0 || n > cached[name]) {
+          throw new HovleError('INVALID_ARGUMENT', `rewind: ${name} must be an integer in [0, ${cached[name]}] (the positions cached), not ${String(n)}`);
+        }
+      }
       c.truncate('llm', llm);
       c.truncate('embedding', embedding);
     });

@@ -3,7 +3,11 @@
 
 #include <napi.h>
 
+#include <memory>
+
 namespace hovle {
+
+class EnvTasks;
 
 struct AddonData {
   Napi::FunctionReference errorClass;
@@ -11,6 +15,8 @@ struct AddonData {
   Napi::FunctionReference contextCtor;
   Napi::FunctionReference samplerCtor;
   Napi::FunctionReference cancelFlagCtor;
+  // The environment's unsettled tasks (task_thread.h), created on first use.
+  std::shared_ptr<EnvTasks> tasks;
 
   static AddonData& Get(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
 };

@@ -17,7 +17,7 @@ Napi::Value CancelFlagWrap::Cancel(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-CancelFlag CancelFlagWrap::From(Napi::Env env, const Napi::Value& v) {
+std::shared_ptr<std::atomic<bool>> CancelFlagWrap::From(Napi::Env env, const Napi::Value& v) {
   if (v.IsEmpty() || v.IsUndefined() || v.IsNull()) return nullptr;
   if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(AddonData::Get(env).cancelFlagCtor.Value())) {
     throw MakeError(env, "INVALID_ARGUMENT", "expected a CancelFlag");

@@ -19,7 +19,7 @@ class CancelFlagWrap : public Napi::ObjectWrap<CancelFlagWrap> {
   explicit CancelFlagWrap(const Napi::CallbackInfo& info);
   // The flag of argument `v`: null when it is undefined or null; INVALID_ARGUMENT when it is
   // anything but a CancelFlag.
-  static CancelFlag From(Napi::Env env, const Napi::Value& v);
+  static std::shared_ptr<std::atomic<bool>> From(Napi::Env env, const Napi::Value& v);
 
  private:
   Napi::Value Cancel(const Napi::CallbackInfo& info);

@@ -26,6 +26,14 @@ class DecodeRunTask : public ThreadTask {
   }
   ~DecodeRunTask() override { on_pick_.Release(); }
 
+  void Cancel() override { stop_->store(true, std::memory_order_relaxed); }
+  void DropNative() override {
+    if (lock_.owns_lock()) lock_.unlock();  // held across slices: let the context go free
+    lock_.release();
+    ctx_.reset();
+    sampler_.reset();
+  }
+
  protected:
   // Steps until the run ends, or until another context's call is queued on the model's thread:
   // then it goes first, between two steps, as it would between two evaluate() calls, and the run

@@ -77,6 +77,12 @@ class LoadWorker : public ThreadTask {
     if (has_progress_) progress_.Release();
   }
 
+  void Cancel() override { cancel_->store(true); }
+  void DropNative() override {
+    model_.reset();
+    thread_.reset();
+  }
+
  protected:
   void Run() override {
     double last = -1;
@@ -154,10 +160,21 @@ class ComputeWorker : public ThreadTask {
   // array; held by a reference until the task settles.
   // `pins`: the arrays `fn` reads or writes in place. `fn` may write its result into `into`
   // itself (a pinned output) and return nothing.
+  // `cancel`: the flag `fn` passes to the context, set by an abort or when the environment
+  // closes (null when `fn` cannot be cancelled).
   ComputeWorker(Napi::Env env, std::shared_ptr<Context> ctx, std::function<std::vector<float>(Context&)> fn,
-                Napi::Value into, Pins pins)
-      : ThreadTask(env), ctx_(std::move(ctx)), fn_(std::move(fn)), pins_(std::move(pins)) {
+                Napi::Value into, Pins pins, std::shared_ptr<std::atomic<bool>> cancel)
+      : ThreadTask(env), ctx_(std::move(ctx)), fn_(std::move(fn)), pins_(std::move(pins)), cancel_(std::move(cancel)) {
     if (!into.IsEmpty() && into.IsTypedArray()) into_ = Napi::Persistent(into.As<Napi::Float32Array>());
+  }
+
+  void Cancel() override {
+    if (cancel_) cancel_->store(true, std::memory_order_relaxed);
+  }
+  void DropNative() override {
+    ctx_.reset();
+    fn_ = nullptr;
+    std::vector<float>().swap(out_);
   }
 
  protected:
@@ -180,6 +197,7 @@ class ComputeWorker : public ThreadTask {
   std::vector<float> out_;
   Napi::Reference<Napi::Float32Array> into_;
   Pins pins_;
+  std::shared_ptr<std::atomic<bool>> cancel_;
 };
 
 class CreateContextWorker : public ThreadTask {
@@ -188,6 +206,12 @@ class CreateContextWorker : public ThreadTask {
       : ThreadTask(env), model_(std::move(model)), opts_(opts), source_(std::move(source)) {}
 
  protected:
+  void DropNative() override {
+    ctx_.reset();
+    source_.reset();
+    model_.reset();
+  }
+
   void Run() override {
     ctx_ = std::make_shared<Context>(model_, opts_);
     if (source_) {
@@ -332,15 +356,23 @@ Napi::Value ContextWrap::Truncate(const Napi::CallbackInfo& info) {
 }
 
 static Napi::Value Queue(Napi::Env env, std::shared_ptr<Context> c, std::function<std::vector<float>(Context&)> fn,
-                         Napi::Value into = Napi::Value(), Pins pins = Pins()) {
+                         Napi::Value into = Napi::Value(), Pins pins = Pins(), std::shared_ptr<std::atomic<bool>> cancel = nullptr) {
   TaskThread& thread = c->task_thread();
-  auto* w = new ComputeWorker(env, std::move(c), std::move(fn), into, std::move(pins));
+  auto* w = new ComputeWorker(env, std::move(c), std::move(fn), into, std::move(pins), std::move(cancel));
   return w->Queue(thread);
 }
+
 
 // Whether optional argument `i` was given (undefined and null mean it was not).
 static bool Given(const Napi::CallbackInfo& info, size_t i) {
   return info.Length() > i && !info[i].IsNull() && !info[i].IsUndefined();
+}
+
+// The call's cancel flag: the caller's CancelFlag (argument i), else one of its own, which only
+// a closing environment sets.
+static std::shared_ptr<std::atomic<bool>> CallCancelFlag(const Napi::CallbackInfo& info, size_t i) {
+  std::shared_ptr<std::atomic<bool>> flag = CancelFlagWrap::From(info.Env(), Given(info, i) ? info[i] : Napi::Value());
+  return flag ? flag : std::make_shared<std::atomic<bool>>(false);
 }
 
 // How many rows of the context's hidden size `floats` floats make; throws when not whole rows.
@@ -383,11 +415,11 @@ Napi::Value ContextWrap::Vision(const Napi::CallbackInfo& info) {
   if (out.size != c->VisionFloats(static_cast<int>(tiles->size()), project)) {
     throw MakeError(env, "INVALID_ARGUMENT", "the vision output must hold exactly the tiles' rows");
   }
-  CancelFlag cancel = CancelFlagWrap::From(env, Given(info, 4) ? info[4] : Napi::Value());
+  std::shared_ptr<std::atomic<bool>> cancel = CallCancelFlag(info, 4);
   return Queue(env, c, [tiles, project, out, cancel](Context& ctx) {
     ctx.Vision(*tiles, project, out.data, cancel);
     return std::vector<float>();
-  }, info[3], std::move(pins));
+  }, info[3], std::move(pins), cancel);
 }
 
 Napi::Value ContextWrap::ShuffleProject(const Napi::CallbackInfo& info) {
@@ -448,11 +480,11 @@ Napi::Value ContextWrap::Forward(const Napi::CallbackInfo& info) {
   const Pins::Ints picks = Given(info, 4) ? pins.AddInts(info[4], "the picks buffer") : Pins::Ints();
   if (picks.data != nullptr && dst.data != nullptr) throw MakeError(env, "INVALID_ARGUMENT", "picks and a logits buffer exclude each other");
   if (picks.data != nullptr && picks.size < rows) throw MakeError(env, "INVALID_ARGUMENT", "the picks buffer is smaller than the rows");
-  CancelFlag cancel = CancelFlagWrap::From(env, Given(info, 5) ? info[5] : Napi::Value());
+  std::shared_ptr<std::atomic<bool>> cancel = CallCancelFlag(info, 5);
   return Queue(env, c, [ids, img, out, dst, picks, cancel](Context& ctx) {
     const int n_img = WholeRows(ctx, img.size, "image rows");
     return ctx.Forward(ids->data(), static_cast<int>(ids->size()), n_img ? img.data : nullptr, n_img, *out, dst.data, picks.data, cancel);
-  }, into, std::move(pins));
+  }, into, std::move(pins), cancel);
 }
 
 // decode(first, maxSteps, stopIds, onPick[, sampler, history]) -> {promise, stop} (decode_run.h).

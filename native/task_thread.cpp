@@ -1,5 +1,9 @@
 #include "task_thread.h"
 
+#include <vector>
+
+#include "addon_data.h"
+
 namespace hovle {
 
 TaskThread::TaskThread() : state_(std::make_shared<State>()), thread_(Loop, state_) {}
@@ -46,18 +50,93 @@ void TaskThread::Loop(std::shared_ptr<State> state) {
   }
 }
 
-ThreadTask::ThreadTask(Napi::Env env) : deferred_(Napi::Promise::Deferred::New(env)) {
+std::shared_ptr<EnvTasks> EnvTasks::Of(Napi::Env env) {
+  AddonData& data = AddonData::Get(env);
+  if (!data.tasks) {
+    data.tasks = std::make_shared<EnvTasks>();
+    // Its own reference: AddonData goes with the environment's other finalizers, after this.
+    auto* held = new std::shared_ptr<EnvTasks>(data.tasks);
+    napi_status status = napi_add_env_cleanup_hook(env, [](void* arg) {
+      auto* tasks = static_cast<std::shared_ptr<EnvTasks>*>(arg);
+      (*tasks)->Close();
+      delete tasks;
+    }, held);
+    if (status != napi_ok) {
+      delete held;
+      throw Error("INTERNAL", "cannot register the environment cleanup hook");
+    }
+  }
+  return data.tasks;
+}
+
+void EnvTasks::Add(ThreadTask* task) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  live_.insert(task);
+}
+
+bool EnvTasks::Enter() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (closing_) return false;
+  ++running_;
+  return true;
+}
+
+void EnvTasks::Leave() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    --running_;
+  }
+  idle_.notify_all();
+}
+
+bool EnvTasks::WhileOpen(const std::function<void()>& fn) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (closing_) return false;
+  fn();
+  return true;
+}
+
+bool EnvTasks::closing() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return closing_;
+}
+
+void EnvTasks::Remove(ThreadTask* task) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  live_.erase(task);
+}
+
+void EnvTasks::Close() {
+  std::vector<ThreadTask*> tasks;
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    closing_ = true;
+    tasks.assign(live_.begin(), live_.end());
+    for (ThreadTask* t : tasks) t->Cancel();
+    // A cancelled slice ends within a graph (cancel flags are read between them).
+    idle_.wait(lock, [&] { return running_ == 0; });
+  }
+  // Unlocked: releasing a model joins its thread, which may be taking a closed task off its queue.
+  for (ThreadTask* t : tasks) t->DropNative();
+}
+
+ThreadTask::ThreadTask(Napi::Env env) : env_tasks_(EnvTasks::Of(env)), deferred_(Napi::Promise::Deferred::New(env)) {
   // Keeps the event loop alive until the task settles, as an AsyncWorker would.
   tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function(), "hovle.task", 0, 1);
+  env_tasks_->Add(this);
 }
 
 Napi::Promise ThreadTask::Queue(TaskThread& thread) {
   Napi::Promise promise = deferred_.Promise();
   // The thread outlives the task: it belongs to the model, which the task's context holds.
-  thread.Post([this, &thread] { Step(thread); });
+  // Once the environment closes, the task may only be reached through its EnvTasks.
+  thread.Post([this, tasks = env_tasks_, &thread] {
+    if (tasks->Enter()) Step(thread);
+  });
   return promise;
 }
 
+// Runs between Enter() and, on every path, Leave().
 void ThreadTask::Step(TaskThread& thread) {
   bool done = true;
   try {
@@ -68,18 +147,32 @@ void ThreadTask::Step(TaskThread& thread) {
     code_ = std::move(e.code);
     message_ = std::move(e.message);
   }
+  std::shared_ptr<EnvTasks> tasks = env_tasks_;
+  tasks->Leave();
   if (!done) {
-    thread.Post([this, &thread] { Step(thread); });
+    thread.Post([this, tasks, &thread] {
+      if (tasks->Enter()) Step(thread);
+    });
     return;
   }
   // Settle() deletes the task on the JS thread, possibly before BlockingCall returns here:
-  // use a copy of the handle, never a member, from this point on.
+  // use a copy of the handle, never a member, from this point on. The call is made under the
+  // EnvTasks lock, so it reaches the queue before the environment's teardown can begin (with an
+  // unbounded queue it does not block); once closing, the handle is left alone.
   Napi::ThreadSafeFunction tsfn = tsfn_;
-  tsfn.BlockingCall(this, [](Napi::Env env, Napi::Function, ThreadTask* task) { task->Settle(env); });
-  tsfn.Release();
+  if (tasks->WhileOpen([&] { tsfn.BlockingCall(this, [](Napi::Env env, Napi::Function, ThreadTask* task) { task->Settle(env); }); })) {
+    tsfn.Release();
+  }
 }
 
 void ThreadTask::Settle(Napi::Env env) {
+  env_tasks_->Remove(this);
+  // Reached while the environment tears down, after Close() released what the task held: the
+  // handles are still valid here, the result is not wanted.
+  if (env_tasks_->closing()) {
+    delete this;
+    return;
+  }
   Napi::HandleScope scope(env);
   if (failed_) {
     deferred_.Reject(MakeError(env, code_, message_).Value());

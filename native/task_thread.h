@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -46,12 +47,52 @@ class TaskThread {
   std::thread thread_;
 };
 
+class ThreadTask;
+
+// The unsettled tasks of one JS environment: the main thread's, or a worker's. When a worker is
+// terminated, V8 frees its arrays while a model thread may still read pinned pixels or write a
+// logits buffer, and the task's settle call can no longer reach JS, so its model and context
+// would never be freed. Close() (an environment cleanup hook, run before V8 frees anything)
+// stops the tasks, waits for the slices running now, and releases what they hold; the tasks'
+// small shells, holding handles of the dead environment, are left as they are.
+class EnvTasks {
+ public:
+  // This environment's, created with a cleanup hook on first use.
+  static std::shared_ptr<EnvTasks> Of(Napi::Env env);
+
+  void Add(ThreadTask* task);
+  // Before a slice: false once the environment is closing (the slice must not run).
+  bool Enter();
+  void Leave();
+  // Runs `fn` (the settle call) unless the environment is closing; false if it did not.
+  bool WhileOpen(const std::function<void()>& fn);
+  bool closing();
+  // Settled on the JS thread: the task is deleted next.
+  void Remove(ThreadTask* task);
+
+ private:
+  void Close();
+
+  std::mutex mutex_;
+  std::condition_variable idle_;
+  bool closing_ = false;
+  int running_ = 0;
+  std::set<ThreadTask*> live_;
+};
+
 // A unit of work for a TaskThread: Run() there, Result() back on the JS thread. Errors thrown by
 // Run() reject the Promise with a HovleError carrying their code.
 class ThreadTask {
  public:
   explicit ThreadTask(Napi::Env env);
   virtual ~ThreadTask() = default;
+
+  // For EnvTasks::Close(), on the JS thread, environment closing. Cancel(): make a running slice
+  // end soon (set a cancel or stop flag); any thread may be in RunSlice meanwhile. DropNative():
+  // release models, contexts and buffers; no slice runs or will run, and no Napi handle may be
+  // touched (their environment is going away).
+  virtual void Cancel() {}
+  virtual void DropNative() {}
 
   // Queues the task; returns its Promise. The task deletes itself once settled.
   Napi::Promise Queue(TaskThread& thread);
@@ -72,6 +113,7 @@ class ThreadTask {
   void Step(TaskThread& thread);
   void Settle(Napi::Env env);
 
+  std::shared_ptr<EnvTasks> env_tasks_;
   Napi::Promise::Deferred deferred_;
   Napi::ThreadSafeFunction tsfn_;
   bool failed_ = false;

@@ -1,5 +1,6 @@
 // Graph builders (one function per block) and the stage runners of a Context.
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -67,6 +68,25 @@ struct CtxFree {
   void operator()(ggml_context* c) const { ggml_free(c); }
 };
 
+// A segment's cached positions at the start of a call, put back if the call throws part-way
+// (aborted, a compute buffer that cannot grow, a failed compute): a failed call leaves the cache
+// as it found it. The rows written past them are never read; the next call overwrites them.
+class RestoreOnThrow {
+ public:
+  explicit RestoreOnThrow(std::atomic<int>& past) : past_(past), start_(past.load()) {}
+  ~RestoreOnThrow() {
+    if (!kept_) past_ = start_;
+  }
+  RestoreOnThrow(const RestoreOnThrow&) = delete;
+  RestoreOnThrow& operator=(const RestoreOnThrow&) = delete;
+  void Keep() { kept_ = true; }
+
+ private:
+  std::atomic<int>& past_;
+  const int start_;
+  bool kept_ = false;
+};
+
 void ThrowIfCancelled(const CancelFlag& cancel, const char* what) {
   if (cancel && cancel->load(std::memory_order_relaxed)) throw Error("ABORTED", std::string(what) + " was aborted");
 }
@@ -127,6 +147,8 @@ void Context::Init() {
     // Whole spans on a GPU (see kKvPad); on the CPU the rows a user never reaches would be
     // memory for nothing, and any KV length runs the same kernels there.
     const int n_ctx = llm ? opts_.n_ctx_llm : opts_.n_ctx_emb;
+    // GGML_PAD of a size near INT_MAX would overflow int.
+    if (!on_cpu && n_ctx > INT_MAX - kKvPad) throw Error("INVALID_ARGUMENT", "a context on a device holds fewer than 2^31 - 256 positions");
     const int n_rows = on_cpu ? n_ctx : GGML_PAD(n_ctx, kKvPad);
     for (int il = 0; il < s.n_layer; ++il) {
       ggml_context* c = model_->layer_on_device[model_->first_block(llm) + il] ? kv_dev : kv_cpu;
@@ -703,6 +725,7 @@ std::vector<float> Context::Embed(const int32_t* ids, int n, const float* image_
   CheckIds(ids, n, n_image_rows);
   std::vector<float> out(static_cast<size_t>(n) * H);
   int img_used = 0;
+  RestoreOnThrow restore(n_past_emb_);
   for (int b0 = 0; b0 < n; b0 += opts_.n_batch) {
     const int nb = std::min(opts_.n_batch, n - b0);
     const int nb_img = CountIn(ids + b0, nb, model_->hp.img_context_id);
@@ -715,6 +738,7 @@ std::vector<float> Context::Embed(const int32_t* ids, int n, const float* image_
     img_used += nb_img;
     n_past_emb_ += nb;
   }
+  restore.Keep();
   return out;
 }
 
@@ -726,6 +750,7 @@ std::vector<float> Context::Llm(const float* rows, int n, const std::vector<int3
   const std::vector<int32_t> wanted = WantedRows(out_rows, n);
   std::vector<float> logits(wanted.size() * static_cast<size_t>(V));
   size_t w = 0;
+  RestoreOnThrow restore(n_past_llm_);
   for (int b0 = 0; b0 < n; b0 += opts_.n_batch) {
     const int nb = std::min(opts_.n_batch, n - b0);
     const std::vector<int32_t> sel = BatchRows(wanted, w, b0, nb);
@@ -738,6 +763,7 @@ std::vector<float> Context::Llm(const float* rows, int n, const std::vector<int3
     w += sel.size();
     n_past_llm_ += nb;
   }
+  restore.Keep();
   return logits;
 }
 
@@ -794,14 +820,9 @@ std::vector<float> Context::Forward(const int32_t* ids, int n, const float* imag
   float* const dst = logits_out ? logits_out : logits.data();
   size_t w = 0;
   int img_used = 0;
-  const int start_emb = n_past_emb_, start_llm = n_past_llm_;
+  RestoreOnThrow restore_emb(n_past_emb_), restore_llm(n_past_llm_);
   for (int b0 = 0; b0 < n; b0 += opts_.n_batch) {
-    if (cancel && cancel->load(std::memory_order_relaxed)) {
-      // The rows written past these positions are never read: the next call overwrites them.
-      n_past_emb_ = start_emb;
-      n_past_llm_ = start_llm;
-      ThrowIfCancelled(cancel, "the evaluation");
-    }
+    ThrowIfCancelled(cancel, "the evaluation");
     const int nb = std::min(opts_.n_batch, n - b0);
     const int nb_img = CountIn(ids + b0, nb, hp.img_context_id);
     const std::vector<int32_t> sel = BatchRows(wanted, w, b0, nb);
@@ -834,6 +855,8 @@ std::vector<float> Context::Forward(const int32_t* ids, int n, const float* imag
     n_past_emb_ += nb;
     n_past_llm_ += nb;
   }
+  restore_emb.Keep();
+  restore_llm.Keep();
   return logits;
 }
 

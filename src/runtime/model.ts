@@ -147,7 +147,8 @@ export class HovleModel {
       tensors: expected.map((t) => ({ name: t.gguf, role: t.def.role, block: t.block ?? -1, dims: t.dims })),
       device,
       mmap: options.mmap ?? true,
-      gpuLayers: options.gpuLayers ?? -1,
+      // Past the block count means all of them; the native side reads a 32-bit count.
+      gpuLayers: options.gpuLayers === undefined ? -1 : Math.min(options.gpuLayers, 2 ** 31 - 1),
       visionOnDevice: options.visionOnDevice ?? true,
       repack: options.repack ?? true,
     };

@@ -98,7 +98,13 @@ class DecodeRunTask : public ThreadTask {
       // The queue is unbounded, so this never blocks the step loop; it fails only once the JS
       // environment is shutting down, and then nobody is waiting for the pick.
       on_pick_.NonBlockingCall([index, pick, state](Napi::Env env, Napi::Function fn) {
-        fn.Call({Napi::Number::New(env, index), Napi::Number::New(env, pick), Napi::Number::New(env, state)});
+        // As for a load's progress (model_binding.cpp): back to JS, or dropped while a
+        // worker's environment stops, never out of this callback.
+        try {
+          fn.Call({Napi::Number::New(env, index), Napi::Number::New(env, pick), Napi::Number::New(env, state)});
+        } catch (const Napi::Error& e) {
+          e.ThrowAsJavaScriptException();
+        }
       });
       if (std::find(stop_ids_.begin(), stop_ids_.end(), pick) != stop_ids_.end()) {
         reason_ = "stopId";

@@ -91,8 +91,15 @@ class LoadWorker : public ThreadTask {
       last = done;
       auto* data = new std::pair<double, double>(done, total);
       progress_.NonBlockingCall(data, [](Napi::Env env, Napi::Function fn, std::pair<double, double>* d) {
-        fn.Call({Napi::Number::New(env, d->first), Napi::Number::New(env, d->second)});
-        delete d;
+        std::unique_ptr<std::pair<double, double>> owned(d);
+        // A throw from the user's callback goes back to JS as an uncaught exception, as from any
+        // callback; while a worker's environment stops, NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS
+        // drops it instead of ending the process.
+        try {
+          fn.Call({Napi::Number::New(env, d->first), Napi::Number::New(env, d->second)});
+        } catch (const Napi::Error& e) {
+          e.ThrowAsJavaScriptException();
+        }
       });
     }, *cancel_);
     model_->thread = thread_;

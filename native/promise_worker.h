@@ -32,16 +32,26 @@ class PromiseWorker : public Napi::AsyncWorker {
     }
   }
 
+  // An exception leaving these would end the process: a worker thread's environment that is
+  // being terminated can no longer create results or reject (nobody waits for them then).
   void OnOK() override {
     Napi::Env env = Env();
     try {
-      deferred_.Resolve(RethrowAsJs(env, [&] { return Result(env); }));
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
+      try {
+        deferred_.Resolve(RethrowAsJs(env, [&] { return Result(env); }));
+      } catch (const Napi::Error& e) {
+        deferred_.Reject(e.Value());
+      }
+    } catch (...) {
     }
   }
 
-  void OnError(const Napi::Error& e) override { deferred_.Reject(MakeError(Env(), code_, e.Message()).Value()); }
+  void OnError(const Napi::Error& e) override {
+    try {
+      deferred_.Reject(MakeError(Env(), code_, e.Message()).Value());
+    } catch (...) {
+    }
+  }
 
   Napi::Promise::Deferred deferred_;
   std::string code_ = "INTERNAL";

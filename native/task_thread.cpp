@@ -123,10 +123,18 @@ void EnvTasks::Close() {
 ThreadTask::ThreadTask(Napi::Env env) : env_tasks_(EnvTasks::Of(env)), deferred_(Napi::Promise::Deferred::New(env)) {
   // Keeps the event loop alive until the task settles, as an AsyncWorker would.
   tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function(), "hovle.task", 0, 1);
-  env_tasks_->Add(this);
+}
+
+ThreadTask::~ThreadTask() {
+  // Never queued (a subclass constructor threw): nothing else will release the handle, and it
+  // would keep the event loop alive.
+  if (!queued_) tsfn_.Release();
 }
 
 Napi::Promise ThreadTask::Queue(TaskThread& thread) {
+  // Registered once whole: a constructor that throws leaves nothing in the registry.
+  env_tasks_->Add(this);
+  queued_ = true;
   Napi::Promise promise = deferred_.Promise();
   // The thread outlives the task: it belongs to the model, which the task's context holds.
   // Once the environment closes, the task may only be reached through its EnvTasks.
@@ -160,27 +168,32 @@ void ThreadTask::Step(TaskThread& thread) {
   // EnvTasks lock, so it reaches the queue before the environment's teardown can begin (with an
   // unbounded queue it does not block); once closing, the handle is left alone.
   Napi::ThreadSafeFunction tsfn = tsfn_;
-  if (tasks->WhileOpen([&] { tsfn.BlockingCall(this, [](Napi::Env env, Napi::Function, ThreadTask* task) { task->Settle(env); }); })) {
+  tasks->WhileOpen([&] {
+    tsfn.BlockingCall(this, [](Napi::Env env, Napi::Function, ThreadTask* task) { task->Settle(env); });
     tsfn.Release();
-  }
+  });
 }
 
 void ThreadTask::Settle(Napi::Env env) {
   env_tasks_->Remove(this);
   // Reached while the environment tears down, after Close() released what the task held: the
   // handles are still valid here, the result is not wanted.
-  if (env_tasks_->closing()) {
-    delete this;
-    return;
-  }
-  Napi::HandleScope scope(env);
-  if (failed_) {
-    deferred_.Reject(MakeError(env, code_, message_).Value());
-  } else {
+  if (!env_tasks_->closing()) {
     try {
-      deferred_.Resolve(RethrowAsJs(env, [&] { return Result(env); }));
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
+      Napi::HandleScope scope(env);
+      if (failed_) {
+        deferred_.Reject(MakeError(env, code_, message_).Value());
+      } else {
+        try {
+          deferred_.Resolve(RethrowAsJs(env, [&] { return Result(env); }));
+        } catch (const Napi::Error& e) {
+          deferred_.Reject(e.Value());
+        }
+      }
+    } catch (...) {
+      // A worker being terminated: its JS stopped before the cleanup hook ran, so creating the
+      // result or rejecting throws. Nobody waits for the promise; an exception leaving this
+      // callback would end the whole process.
     }
   }
   delete this;

@@ -85,7 +85,7 @@ class EnvTasks {
 class ThreadTask {
  public:
   explicit ThreadTask(Napi::Env env);
-  virtual ~ThreadTask() = default;
+  virtual ~ThreadTask();
 
   // For EnvTasks::Close(), on the JS thread, environment closing. Cancel(): make a running slice
   // end soon (set a cancel or stop flag); any thread may be in RunSlice meanwhile. DropNative():
@@ -116,6 +116,7 @@ class ThreadTask {
   std::shared_ptr<EnvTasks> env_tasks_;
   Napi::Promise::Deferred deferred_;
   Napi::ThreadSafeFunction tsfn_;
+  bool queued_ = false;
   bool failed_ = false;
   std::string code_;
   std::string message_;

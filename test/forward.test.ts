@@ -373,6 +373,23 @@ describe('bad calls fail cleanly before any work', () => {
     await expect(ctx.evaluate([1])).rejects.toMatchObject({ code: 'DISPOSED' });
   });
 
+  it('an aborted evaluate() settles only once the native side has stopped writing logitsInto', async () => {
+    const m = await model('hovle-tiny');
+    const ctx = await m.createContext({ contextSize: 6144, batchSize: 512 });
+    const ids = Array.from({ length: 6000 }, (_, i) => 3 + (i % 900));
+    const into = new Float32Array(ids.length * m.hparams.vocabSize);
+    const controller = new AbortController();
+    const pending = ctx.evaluate(ids, [], { logits: 'all', logitsInto: into, signal: controller.signal });
+    setTimeout(() => controller.abort(), 30);
+    await expect(pending).rejects.toMatchObject({ code: 'ABORTED' });
+    // Settled: the buffer is the caller's again. Nothing may write it from now on.
+    into.fill(-7);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(into.every((x) => x === -7)).toBe(true);
+    expect(ctx.cached).toEqual({ embedding: 0, llm: 0 });
+    ctx.dispose();
+  });
+
   it('rewind() checks both positions before changing either cache; truncate takes no wrapped numbers', async () => {
     const m = await model('hovle-tiny');
     const ctx = await m.createContext({ contextSize: 64 });

@@ -217,6 +217,7 @@ describe('bad input gives typed errors and leaves the process healthy', () => {
     ['a directory', FIXTURES, {}, 'IO_ERROR', /directory/],
     ['file over maxBytes', img('fjord.jpg'), { maxBytes: 1000 }, 'IMAGE_TOO_LARGE', /maxBytes 1000/],
     ['maxBytes NaN (would turn the check off)', img('fjord.jpg'), { maxBytes: NaN }, 'INVALID_ARGUMENT', /maxBytes/],
+    ['fractional maxBytes below the file (whole bytes count)', img('fjord.jpg'), { maxBytes: 1000.5 }, 'IMAGE_TOO_LARGE', /maxBytes 1000/],
     ['std of 0 (divides every pixel by it)', img('fjord.jpg'), { std: [0, 0, 0] }, 'INVALID_ARGUMENT', /std/],
   ];
   for (const [what, input, opts, code, msg] of bad) {

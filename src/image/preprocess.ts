@@ -118,11 +118,11 @@ async function readBounded(path: string, maxBytes: number): Promise<Buffer> {
   }
 }
 
-/** maxBytes must be a positive number (NaN would turn the check off). */
+/** maxBytes must be a positive number (NaN would turn the check off); whole bytes count. */
 function byteLimit(v: number | undefined): number {
   const limit = v ?? DEFAULT_MAX_BYTES;
-  if (typeof limit !== 'number' || !(limit > 0)) throw new HovleError('INVALID_ARGUMENT', 'maxBytes must be a positive number');
-  return limit;
+  if (typeof limit !== 'number' || !(limit >= 1)) throw new HovleError('INVALID_ARGUMENT', 'maxBytes must be a positive number of bytes');
+  return Math.min(Math.floor(limit), Number.MAX_SAFE_INTEGER);
 }
 
 /** mean and std: three finite numbers each, std's above 0 (a 0 divides every pixel by it). */

@@ -407,12 +407,20 @@ export class ModelContext {
   evaluate(ids: ArrayLike<number>, images: readonly PixelTiles[] = [], options: EvaluateOptions = {}): Promise<EvaluateResult> {
     const { signal } = options;
     if (signal !== undefined && !(signal instanceof AbortSignal)) return Promise.reject(new HovleError('INVALID_ARGUMENT', 'signal must be an AbortSignal'));
-    const work = this.serial(() => this.evaluateCancellable(Int32Array.from(ids), images, options));
+    let started = false;
+    const work = this.serial(() => {
+      started = true;
+      return this.evaluateCancellable(Int32Array.from(ids), images, options);
+    });
     if (!signal) return work;
-    // Settles at the abort even while queued behind other calls; the call itself still takes
-    // its turn in the queue, and then stops at once, so the calls behind it keep their order.
+    // While queued behind other calls it settles at the abort (the call still takes its turn and
+    // then stops at once, so the calls behind it keep their order). Once running it settles
+    // when the native side has stopped, within a graph: until then that side may still write a
+    // logitsInto buffer or read the pixels, which the caller may reuse once the call settles.
     return new Promise<EvaluateResult>((resolve, reject) => {
-      const onAbort = () => reject(new HovleError('ABORTED', 'the evaluation was aborted', { cause: signal.reason }));
+      const onAbort = () => {
+        if (!started) reject(new HovleError('ABORTED', 'the evaluation was aborted', { cause: signal.reason }));
+      };
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
       work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
@@ -473,13 +481,14 @@ export class ModelContext {
       checkpoint(); // an abort during the last graph: the result is not the caller's any more
       return r;
     } catch (e) {
+      // A failure after some positions went in (an abort after the last graph's check, or one
+      // between the staged path's stages, a later stage that fails): the cache goes back to
+      // where the call found it.
+      if (this.native === c) {
+        if (c.nPast('llm') > call.base.llm) c.truncate('llm', call.base.llm);
+        if (c.nPast('embedding') > call.base.embedding) c.truncate('embedding', call.base.embedding);
+      }
       if (e instanceof HovleError && e.code === 'ABORTED') {
-        // An abort after the last graph's check, or between the staged path's stages, leaves
-        // positions behind: the cache goes back to where the call found it.
-        if (this.native === c) {
-          if (c.nPast('llm') > call.base.llm) c.truncate('llm', call.base.llm);
-          if (c.nPast('embedding') > call.base.embedding) c.truncate('embedding', call.base.embedding);
-        }
         if (!this.native) throw new HovleError('DISPOSED', 'the context has been disposed');
         // The native side names what it stopped; the caller's reason goes with it.
         if (signal?.aborted && e.cause === undefined) throw aborted();

@@ -14,6 +14,11 @@ export class Tokenizer {
   private readonly pieceBytes: Array<Uint8Array | null>;
   /** SentencePiece's remove_extra_whitespaces: normalization collapses and trims whitespace. */
   private readonly dropsWhitespace: boolean;
+  /**
+   * Whether a text's tokens are those of the same text inside a longer one: not when every
+   * encoded text gets a leading "▁" (add_space_prefix) or is trimmed (remove_extra_whitespaces).
+   */
+  readonly encodesMidText: boolean;
   private longestPiece = 0;
 
   private constructor(
@@ -27,6 +32,7 @@ export class Tokenizer {
   ) {
     this.native = loadAddon().addon.createTokenizer(spec);
     this.dropsWhitespace = spec.removeExtraWhitespaces;
+    this.encodesMidText = !spec.addSpacePrefix && !spec.removeExtraWhitespaces;
     const enc = new TextEncoder();
     this.pieceBytes = tokens.map((t, i) => {
       if (types[i] === BYTE && /^<0x[0-9A-Fa-f]{2}>$/.test(t)) return Uint8Array.of(parseInt(t.slice(3, 5), 16));

@@ -241,7 +241,7 @@ export class Session {
    * which the caller never got: the next turn would follow text that is not in the answer. The
    * cache is cut back to the last token that ends within the answer's text, and what of the
    * text is left after that token is tokenized and evaluated, so the conversation holds exactly
-   * the answer's text.
+   * the answer's text (where it fits, and the tokenizer allows: see Tokenizer.encodesMidText).
    */
   private async keepEmittedText(promptEnd: number, tokens: readonly number[], text: string): Promise<void> {
     const cached = this.ctx.cached.llm - promptEnd;
@@ -254,7 +254,9 @@ export class Session {
     const { llm, embedding } = this.ctx.cached;
     await this.ctx.rewind(llm - (cached - k), embedding - (cached - k));
     const rest = text.slice(kept.length);
-    if (!rest) return;
+    // A tokenizer that prefixes or trims each text it encodes would not give the tokens `rest`
+    // has inside the answer: the cache then ends a few characters short of the text instead.
+    if (!rest || !this.model.tokenizer.encodesMidText) return;
     const ids = await this.model.tokenizer.encodeAsync(rest, { addBos: false });
     if (ids.length > 0 && ids.length <= this.ctx.contextSize - this.ctx.cached.llm) await this.ctx.evaluate(ids, [], { logits: 'last', greedy: true });
   }
@@ -350,15 +352,14 @@ export class Session {
         }
         tokens.push(tok);
         const { emit, stopped } = stopper.push(decoder.push(tok));
+        // Before the yield: a consumer that stops at this piece still leaves the cache trimmed.
+        if (stopped) stopReason = 'stop';
         if (emit) {
           text += emit;
           options.onToken?.(emit, tok);
           yield emit;
         }
-        if (stopped) {
-          stopReason = 'stop';
-          break;
-        }
+        if (stopped) break;
         // Positions used if every token but this one has been evaluated.
         if (promptEnd + tokens.length - 1 >= this.ctx.contextSize) {
           stopReason = 'contextFull';
@@ -382,17 +383,22 @@ export class Session {
       }
     } finally {
       await run?.return();
+      // Also when the consumer stopped at the last piece. A session disposed meanwhile has no
+      // cache left to trim.
+      if (stopReason === 'stop' && !this.disposed) await this.keepEmittedText(promptEnd, tokens, text);
     }
     if (stopReason !== 'stop') {
       const { emit, stopped } = stopper.finish(decoder.flush());
-      if (stopped) stopReason = 'stop';
+      if (stopped) {
+        stopReason = 'stop';
+        await this.keepEmittedText(promptEnd, tokens, text + emit);
+      }
       if (emit) {
         text += emit;
         options.onToken?.(emit, tokens.at(-1)!);
         yield emit;
       }
     }
-    if (stopReason === 'stop') await this.keepEmittedText(promptEnd, tokens, text);
     const decodeMs = performance.now() - t2;
     return {
       text,

@@ -6,6 +6,7 @@
 #include <napi.h>
 
 #include <climits>
+#include <cstdint>
 #include <cmath>
 #include <optional>
 #include <string>
@@ -22,15 +23,25 @@ inline double NumberAt(const Napi::Object& o, const char* key, std::optional<dou
   return v.As<Napi::Number>().DoubleValue();
 }
 
+// `d` (named `name` in the error) as an integer in [lo, hi].
+inline int64_t IntIn(Napi::Env env, double d, const char* name, int64_t lo, int64_t hi) {
+  if (!(d >= static_cast<double>(lo) && d <= static_cast<double>(hi)) || std::floor(d) != d) {
+    throw MakeError(env, "INVALID_ARGUMENT", std::string(name) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+  return static_cast<int64_t>(d);
+}
+
 // o[key] as an integer in [lo, hi]; `fallback` as for NumberAt.
 inline int IntAt(const Napi::Object& o, const char* key, int lo = INT_MIN, int hi = INT_MAX,
                  std::optional<int> fallback = std::nullopt) {
   const double d = NumberAt(o, key, fallback ? std::optional<double>(*fallback) : std::nullopt);
-  if (!(d >= lo && d <= hi) || std::floor(d) != d) {
-    throw MakeError(o.Env(), "INVALID_ARGUMENT",
-                    std::string(key) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  }
-  return static_cast<int>(d);
+  return static_cast<int>(IntIn(o.Env(), d, key, lo, hi));
+}
+
+// Argument i as an integer in [lo, hi], named `name` in the error.
+inline int64_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi) {
+  if (info.Length() <= i || !info[i].IsNumber()) throw MakeError(info.Env(), "INVALID_ARGUMENT", std::string(name) + " must be a number");
+  return IntIn(info.Env(), info[i].As<Napi::Number>().DoubleValue(), name, lo, hi);
 }
 
 // Argument i when it is a string, else "" (an optional path such as a test's fake root).

@@ -354,10 +354,8 @@ Napi::Value ContextWrap::Truncate(const Napi::CallbackInfo& info) {
   std::unique_lock<BusyFlag> lock(c->busy, std::try_to_lock);
   if (!lock.owns_lock()) throw MakeError(info.Env(), "BUSY", "cannot truncate while the context is computing");
   const bool llm = info[0].ToString().Utf8Value() == "llm";
-  // Read as a double: Int32Value would wrap 2^32 + 3 to 3 and NaN to 0.
-  const double d = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
-  if (!(d >= 0 && d <= INT32_MAX) || std::floor(d) != d) throw MakeError(info.Env(), "INVALID_ARGUMENT", "truncate takes a position count");
-  const int n = static_cast<int>(d);
+  // Not Int32Value, which would wrap 2^32 + 3 to 3 and NaN to 0.
+  const int n = static_cast<int>(IntArg(info, 1, "the position count", 0, INT32_MAX));
   c->Truncate(llm, n);  // a hovle::Error (out of range) reaches JS through Guard
   return info.Env().Undefined();
 }
@@ -502,14 +500,8 @@ Napi::Value ContextWrap::Decode(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto c = Get(env);
   const int n_vocab = c->model()->hp.n_vocab;
-  const double first = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
-  if (!(first >= 0 && first < n_vocab) || std::floor(first) != first) {
-    throw MakeError(env, "INVALID_ARGUMENT", "the first token must be an id in the vocabulary");
-  }
-  const double max_steps = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 0;
-  if (!(max_steps >= 1 && max_steps <= INT32_MAX) || std::floor(max_steps) != max_steps) {
-    throw MakeError(env, "INVALID_ARGUMENT", "maxSteps must be a positive 32-bit integer");
-  }
+  const auto first = static_cast<int32_t>(IntArg(info, 0, "the first token", 0, n_vocab - 1));
+  const auto max_steps = static_cast<int>(IntArg(info, 1, "maxSteps", 1, INT32_MAX));
   std::vector<int32_t> stop_ids = CopyInts(info[2], "stopIds");
   if (!info[3].IsFunction()) throw MakeError(env, "INVALID_ARGUMENT", "onPick must be a function");
   std::unique_ptr<TokenSampler> sampler;
@@ -520,7 +512,7 @@ Napi::Value ContextWrap::Decode(const Napi::CallbackInfo& info) {
     sampler = RethrowAsJs(env, [&] { return std::make_unique<TokenSampler>(s); });
     if (Given(info, 5)) history = CopyInts(info[5], "history");
   }
-  return QueueDecodeRun(env, c, static_cast<int32_t>(first), static_cast<int>(max_steps), std::move(stop_ids),
+  return QueueDecodeRun(env, c, first, max_steps, std::move(stop_ids),
                         info[3].As<Napi::Function>(), std::move(sampler), std::move(history));
 }
 

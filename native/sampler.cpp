@@ -294,12 +294,9 @@ SamplerWrap::SamplerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Samp
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) throw MakeError(env, "INVALID_ARGUMENT", "the sampling parameters must be an object");
   SamplingParams p = ParseSamplingParams(env, info[0].As<Napi::Object>());
-  const double n_vocab = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 0;
-  if (!(n_vocab >= 1 && n_vocab <= INT32_MAX) || std::floor(n_vocab) != n_vocab) {
-    throw MakeError(env, "INVALID_ARGUMENT", "nVocab must be a positive integer");
-  }
+  const auto n_vocab = static_cast<int>(IntArg(info, 1, "nVocab", 1, INT32_MAX));
   const uint32_t state = StateFrom(env, info[2]);
-  s_ = RethrowAsJs(env, [&] { return std::make_unique<TokenSampler>(std::move(p), static_cast<int>(n_vocab), state); });
+  s_ = RethrowAsJs(env, [&] { return std::make_unique<TokenSampler>(std::move(p), n_vocab, state); });
 }
 
 bool SamplerWrap::Is(Napi::Env env, const Napi::Value& v) {

@@ -11,6 +11,7 @@
 
 #include "ggml.h"
 #include "ggml_types.h"
+#include "js_values.h"
 #include "promise_worker.h"
 
 namespace hovle {
@@ -94,17 +95,6 @@ class ConvertWorker : public PromiseWorker {
   int64_t nonFinite_ = 0;
 };
 
-int64_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi) {
-  if (info.Length() <= i || !info[i].IsNumber()) {
-    throw MakeError(info.Env(), "INVALID_ARGUMENT", std::string(name) + " must be a number");
-  }
-  const double v = info[i].As<Napi::Number>().DoubleValue();
-  if (!(v >= static_cast<double>(lo) && v <= static_cast<double>(hi)) || std::floor(v) != v) {
-    throw MakeError(info.Env(), "INVALID_ARGUMENT",
-                    std::string(name) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  }
-  return static_cast<int64_t>(v);
-}
 
 }  // namespace
 

@@ -94,47 +94,9 @@ bool BmpTruncated(const uint8_t* d, size_t n) {
   return static_cast<uint64_t>(offset) + row * static_cast<uint64_t>(h < 0 ? -h : h) > n;
 }
 
-// stb_image decodes a GIF whose first image's data is cut short with the rest black; PIL
-// refuses it ("image file is truncated"). Walks the blocks up to the end of the first image:
-// true when a block is cut.
-bool GifTruncated(const uint8_t* d, size_t n) {
-  if (n < 6 || std::memcmp(d, "GIF8", 4) != 0) return false;
-  size_t p = 13;
-  if (n < p) return true;
-  if (d[10] & 0x80) p += 3 * (size_t{1} << ((d[10] & 7) + 1));  // global colour table
-  // Data sub-blocks from p: true when they run past the end or have no terminator.
-  auto skip_blocks = [&](size_t& q) {
-    while (q < n && d[q] != 0) q += 1 + d[q];
-    if (q >= n) return false;
-    ++q;
-    return true;
-  };
-  while (p < n) {
-    if (d[p] == 0x21) {  // extension: label, then sub-blocks
-      p += 2;
-      if (!skip_blocks(p)) return true;
-    } else if (d[p] == 0x2C) {  // image descriptor, local colour table, LZW code size, data
-      if (p + 10 > n) return true;
-      const uint8_t flags = d[p + 9];
-      p += 10;
-      if (flags & 0x80) p += 3 * (size_t{1} << ((flags & 7) + 1));
-      p += 1;
-      if (p > n) return true;
-      // Sub-blocks that stop exactly at the end of the file (no terminator, no trailer) may
-      // hold the whole LZW stream, and PIL decodes such a file; one cut inside is truncated.
-      while (p < n && d[p] != 0) p += 1 + d[p];
-      return p > n;
-    } else {
-      return false;  // a trailer before any image, or garbage: stb judges
-    }
-  }
-  return true;
-}
-
 // What PIL's RGB of a GIF's first frame takes from the palette where stb's differs: pixels of
 // the transparent index (stb: black), and the canvas outside the first image (stb: the
-// background colour; PIL: the transparent index, else index 0). Read from the blocks before
-// the first image's data; GifTruncated has checked they are all there.
+// background colour; PIL: the transparent index, else index 0).
 struct GifFill {
   bool valid = false;
   bool has_transparency = false;
@@ -143,38 +105,74 @@ struct GifFill {
   int left = 0, top = 0, width = 0, height = 0;
 };
 
-GifFill GifFirstFrameFill(const uint8_t* d, size_t n) {
-  GifFill f;
-  if (n < 13 || std::memcmp(d, "GIF8", 4) != 0) return f;
+struct GifFirstFrame {
+  // stb_image decodes a GIF whose first image's data is cut short with the rest black; PIL
+  // refuses it ("image file is truncated").
+  bool truncated = false;
+  GifFill fill;  // valid for a whole first image with a palette
+};
+
+// One walk of a GIF's blocks up to the end of its first image.
+GifFirstFrame ReadGifFirstFrame(const uint8_t* d, size_t n) {
+  GifFirstFrame g;
+  if (n < 6 || std::memcmp(d, "GIF8", 4) != 0) return g;
+  size_t p = 13;
+  if (n < p) {
+    g.truncated = true;
+    return g;
+  }
   auto le16 = [&](size_t o) { return static_cast<int>(d[o] | (d[o + 1] << 8)); };
-  const uint8_t* global = nullptr;
-  size_t global_n = 0, p = 13;
-  if (d[10] & 0x80) {
-    global = d + 13;
-    global_n = size_t{1} << ((d[10] & 7) + 1);
-    p += 3 * global_n;
+  const uint8_t* palette = nullptr;
+  size_t palette_n = 0;
+  if (d[10] & 0x80) {  // global colour table
+    palette = d + 13;
+    palette_n = size_t{1} << ((d[10] & 7) + 1);
+    p += 3 * palette_n;
   }
   int tindex = -1;
-  while (p + 1 < n && d[p] == 0x21) {
-    if (d[p + 1] == 0xF9 && p + 7 < n && d[p + 2] == 4 && (d[p + 3] & 1)) tindex = d[p + 6];
+  while (p < n && d[p] == 0x21) {  // extension: label, then sub-blocks
+    // A graphic control extension with its transparency flag set.
+    if (p + 7 < n && d[p + 1] == 0xF9 && d[p + 2] == 4 && (d[p + 3] & 1)) tindex = d[p + 6];
     p += 2;
     while (p < n && d[p] != 0) p += 1 + d[p];
+    if (p >= n) {
+      g.truncated = true;
+      return g;
+    }
     ++p;
   }
-  if (p + 10 > n || d[p] != 0x2C) return f;
+  if (p >= n) {
+    g.truncated = true;
+    return g;
+  }
+  if (d[p] != 0x2C) return g;  // a trailer before any image, or garbage: stb judges
+  // The image descriptor, its local colour table, the LZW code size, then the data.
+  if (p + 10 > n) {
+    g.truncated = true;
+    return g;
+  }
+  GifFill& f = g.fill;
   f.left = le16(p + 1);
   f.top = le16(p + 3);
   f.width = le16(p + 5);
   f.height = le16(p + 7);
   const uint8_t flags = d[p + 9];
-  const uint8_t* palette = global;
-  size_t palette_n = global_n;
+  p += 10;
   if (flags & 0x80) {
-    palette = d + p + 10;
+    palette = d + p;
     palette_n = size_t{1} << ((flags & 7) + 1);
-    if (p + 10 + 3 * palette_n > n) return f;
+    p += 3 * palette_n;
   }
-  if (palette == nullptr) return f;
+  p += 1;
+  if (p > n) {
+    g.truncated = true;
+    return g;
+  }
+  // Sub-blocks that stop exactly at the end of the file (no terminator, no trailer) may hold
+  // the whole LZW stream, and PIL decodes such a file; one cut inside is truncated.
+  while (p < n && d[p] != 0) p += 1 + d[p];
+  g.truncated = p > n;
+  if (g.truncated || palette == nullptr) return g;
   auto colour = [&](int i, uint8_t* out) {
     if (i >= 0 && static_cast<size_t>(i) < palette_n) std::memcpy(out, palette + 3 * i, 3);
   };
@@ -182,23 +180,7 @@ GifFill GifFirstFrameFill(const uint8_t* d, size_t n) {
   colour(tindex, f.transparent);
   colour(tindex >= 0 ? tindex : 0, f.outside);
   f.valid = true;
-  return f;
-}
-
-// A PNG whose chunks end cleanly without IEND: PIL decodes it, stb reads past the end for the
-// next chunk and fails. Returns the file with IEND appended, or nothing.
-std::vector<uint8_t> WithIend(const uint8_t* d, size_t n) {
-  if (n < 8 || std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) != 0) return {};
-  auto be32 = [&](size_t o) { return (static_cast<uint32_t>(d[o]) << 24) | (d[o + 1] << 16) | (d[o + 2] << 8) | d[o + 3]; };
-  size_t p = 8;
-  for (; p + 12 <= n && be32(p) <= n - p - 12; p += 12 + be32(p)) {
-    if (std::memcmp(d + p + 4, "IEND", 4) == 0) return {};
-  }
-  if (p != n) return {};  // a cut chunk: truncated, for stb to refuse
-  static const uint8_t kIend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xAE, 0x42, 0x60, 0x82};
-  std::vector<uint8_t> out(d, d + n);
-  out.insert(out.end(), kIend, kIend + 12);
-  return out;
+  return g;
 }
 
 // A 16-bit greyscale PNG (colour type 0, depth 16): PIL opens it as mode I;16 and its RGB
@@ -207,23 +189,32 @@ bool IsGray16Png(const uint8_t* d, size_t n) {
   return n >= 26 && std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0 && std::memcmp(d + 12, "IHDR", 4) == 0 && d[24] == 16 && d[25] == 0;
 }
 
-// stb_image memcpy()s a first IDAT chunk of length 0 into its still-null buffer: undefined
-// behaviour (UBSan, found by scripts/fuzz.sh) that lets a compiler drop stb's later null check
-// ("no IDAT"). Empty IDAT chunks carry nothing, so a copy without them decodes the same.
-// Returns that copy, or nothing when the file has no empty IDAT (or is not a PNG).
-std::vector<uint8_t> WithoutEmptyIdat(const uint8_t* d, size_t n) {
+// A copy of a PNG that stb_image would otherwise decode unlike PIL, or nothing when none is
+// needed (or it is not a PNG). One walk over the chunks finds both repairs:
+// - stb memcpy()s a first IDAT chunk of length 0 into its still-null buffer: undefined
+//   behaviour (UBSan, found by scripts/fuzz.sh) that lets a compiler drop stb's later null
+//   check ("no IDAT"). Empty IDAT chunks carry nothing, so the copy leaves them out.
+// - chunks that end cleanly without IEND: PIL decodes the file, stb reads past the end for the
+//   next chunk and fails. The copy ends with IEND. (A cut chunk is left for stb to refuse.)
+std::vector<uint8_t> RepairedPng(const uint8_t* d, size_t n) {
   if (n < 8 || std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) != 0) return {};
   auto be32 = [&](size_t o) { return (static_cast<uint32_t>(d[o]) << 24) | (d[o + 1] << 16) | (d[o + 2] << 8) | d[o + 3]; };
   auto empty_idat = [&](size_t p) { return be32(p) == 0 && std::memcmp(d + p + 4, "IDAT", 4) == 0; };
-  bool found = false;
-  for (size_t p = 8; p + 12 <= n && be32(p) <= n - p - 12 && !found; p += 12 + be32(p)) found = empty_idat(p);
-  if (!found) return {};
-  std::vector<uint8_t> out(d, d + 8);
+  bool has_empty_idat = false, has_iend = false;
   size_t p = 8;
   for (; p + 12 <= n && be32(p) <= n - p - 12; p += 12 + be32(p)) {
+    has_empty_idat = has_empty_idat || empty_idat(p);
+    has_iend = has_iend || std::memcmp(d + p + 4, "IEND", 4) == 0;
+  }
+  const bool add_iend = !has_iend && p == n;
+  if (!has_empty_idat && !add_iend) return {};
+  std::vector<uint8_t> out(d, d + 8);
+  for (p = 8; p + 12 <= n && be32(p) <= n - p - 12; p += 12 + be32(p)) {
     if (!empty_idat(p)) out.insert(out.end(), d + p, d + p + 12 + be32(p));
   }
   out.insert(out.end(), d + p, d + n);  // a malformed or cut tail, left for stb to judge
+  static const uint8_t kIend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xAE, 0x42, 0x60, 0x82};
+  if (add_iend) out.insert(out.end(), kIend, kIend + 12);
   return out;
 }
 
@@ -386,21 +377,16 @@ RgbImage DecodeImage(const uint8_t* data, size_t size, const DecodeOptions& opts
 #endif
   std::vector<uint8_t> cleaned;  // outlives every use of `data` below
   if (!done) {
-    cleaned = WithoutEmptyIdat(data, size);
+    cleaned = RepairedPng(data, size);
     if (!cleaned.empty()) {
-      data = cleaned.data();
-      size = cleaned.size();
-    }
-    std::vector<uint8_t> ended = WithIend(data, size);
-    if (!ended.empty()) {
-      cleaned = std::move(ended);
       data = cleaned.data();
       size = cleaned.size();
     }
     double sw = 0, sh = 0;
     if (SniffSize(data, size, &sw, &sh)) CheckSize(sw, sh, opts);
     if (BmpTruncated(data, size)) throw Error("IMAGE_INVALID", "corrupt or truncated image: the BMP's pixel data is cut short");
-    if (GifTruncated(data, size)) throw Error("IMAGE_INVALID", "corrupt or truncated image: the GIF's first image is cut short");
+    const GifFirstFrame first_frame = ReadGifFirstFrame(data, size);
+    if (first_frame.truncated) throw Error("IMAGE_INVALID", "corrupt or truncated image: the GIF's first image is cut short");
     int w = 0, h = 0, comp = 0;
     if (!stbi_info_from_memory(data, static_cast<int>(size), &w, &h, &comp)) {
       const std::string why = stbi_failure_reason();
@@ -411,7 +397,7 @@ RgbImage DecodeImage(const uint8_t* data, size_t size, const DecodeOptions& opts
     // stb reports a top-down BMP's height as negative here (its loader flips the sign).
     CheckSize(std::abs(static_cast<double>(w)), std::abs(static_cast<double>(h)), opts);
     const bool gray16 = IsGray16Png(data, size);
-    const GifFill gif = GifFirstFrameFill(data, size);
+    const GifFill& gif = first_frame.fill;
     // A GIF decodes with alpha, which tells its transparent pixels apart.
     void* px = gray16 ? static_cast<void*>(stbi_load_16_from_memory(data, static_cast<int>(size), &w, &h, &comp, 1))
                       : static_cast<void*>(stbi_load_from_memory(data, static_cast<int>(size), &w, &h, &comp, gif.valid ? 4 : 3));

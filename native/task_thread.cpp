@@ -136,12 +136,16 @@ Napi::Promise ThreadTask::Queue(TaskThread& thread) {
   env_tasks_->Add(this);
   queued_ = true;
   Napi::Promise promise = deferred_.Promise();
+  PostStep(thread);
+  return promise;
+}
+
+void ThreadTask::PostStep(TaskThread& thread) {
   // The thread outlives the task: it belongs to the model, which the task's context holds.
   // Once the environment closes, the task may only be reached through its EnvTasks.
   thread.Post([this, tasks = env_tasks_, &thread] {
     if (tasks->Enter()) Step(thread);
   });
-  return promise;
 }
 
 // Runs between Enter() and, on every path, Leave().
@@ -158,9 +162,7 @@ void ThreadTask::Step(TaskThread& thread) {
   std::shared_ptr<EnvTasks> tasks = env_tasks_;
   tasks->Leave();
   if (!done) {
-    thread.Post([this, tasks, &thread] {
-      if (tasks->Enter()) Step(thread);
-    });
+    PostStep(thread);
     return;
   }
   // Settle() deletes the task on the JS thread, possibly before BlockingCall returns here:

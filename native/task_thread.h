@@ -110,6 +110,8 @@ class ThreadTask {
 
  private:
   // One slice on the thread; re-posts itself until the task is done, then settles.
+  // Queues the next slice, which runs only while the environment is open.
+  void PostStep(TaskThread& thread);
   void Step(TaskThread& thread);
   void Settle(Napi::Env env);
 

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { createSession } from '../api.js';
 import { EXIT, UsageError, type Command } from './command.js';
 import { checkModelFlags, contextOptions, loadModelFromFlags, modelFlags, modelFlagsUsage, samplingFlags, samplingFlagsUsage, samplingOptions } from './model-flags.js';
-import { interruptedBy, interruptSignal } from './progress.js';
+import { interruptedExit, interruptSignal } from './progress.js';
 import { formatStats } from './stats.js';
 
 const usage = `Usage: hovle ask -m MODEL.gguf [--image FILE]... [options] "question"
@@ -60,7 +60,7 @@ async function run(argv: string[]): Promise<number> {
   } catch (err) {
     if ((err as { code?: string }).code === 'ABORTED') {
       process.stdout.write('\n');
-      return interruptedBy === 'SIGTERM' ? EXIT.terminated : EXIT.interrupted;
+      return interruptedExit();
     }
     throw err;
   } finally {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { HovleError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { EXIT, UsageError, type Command } from './command.js';
-import { interruptedBy } from './progress.js';
+import { interruptedBy, interruptedExit } from './progress.js';
 import { askCommand } from './ask.js';
 import { benchCommand } from './bench.js';
 import { chatCommand } from './chat.js';
@@ -62,7 +62,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (err instanceof HovleError && err.code === 'ABORTED' && interruptedBy) {
       process.stderr.write(`hovle ${name}: interrupted (${interruptedBy})\n`);
-      return interruptedBy === 'SIGINT' ? EXIT.interrupted : EXIT.terminated;
+      return interruptedExit();
     }
     if (err instanceof HovleError) {
       process.stderr.write(`hovle ${name}: ${err.message} [${err.code}]\n`);

@@ -1,4 +1,5 @@
 // Progress on stderr: a redrawn bar on a terminal, a line per 10% otherwise (CI logs).
+import { EXIT } from './command.js';
 import { formatBytes } from './format.js';
 
 export class ProgressBar {
@@ -36,8 +37,13 @@ export class ProgressBar {
   }
 }
 
-/** The signal that interrupted the command, if one did: main() exits 128 + its number. */
+/** The signal that interrupted the command, if one did. */
 export let interruptedBy: 'SIGINT' | 'SIGTERM' | undefined;
+
+/** The exit code of a command stopped by interruptSignal(): 128 + the signal's number. */
+export function interruptedExit(): number {
+  return interruptedBy === 'SIGTERM' ? EXIT.terminated : EXIT.interrupted;
+}
 
 /**
  * An AbortSignal that fires on Ctrl-C or SIGTERM, so long work stops cleanly and removes its

@@ -320,8 +320,8 @@ export class ModelContext {
   private callsStarted = 0;
   /** Decode runs not yet settled: dispose() stops them (they would otherwise run to maxSteps). */
   private readonly runs = new Set<DecodeRun>();
-  /** The evaluate() call running, with the positions it started from. */
-  private inflight: { base: { llm: number; embedding: number }; signal: AbortSignal | undefined; flag: NativeCancelFlag } | undefined;
+  /** The cancel flag of the evaluate() call running: dispose() sets it. */
+  private inflight: NativeCancelFlag | undefined;
 
   constructor(readonly model: HovleModel, native: NativeContext, readonly contextSize: number, readonly embeddingContextSize: number) {
     this.native = native;
@@ -352,13 +352,9 @@ export class ModelContext {
     return this.ctx().memory();
   }
 
-  /**
-   * Positions cached so far in each segment. An aborted evaluate() rejects at once, while its
-   * graph in flight finishes and its positions are rolled back: they do not count from the abort.
-   */
+  /** Positions cached so far in each segment. */
   get cached(): { embedding: number; llm: number } {
     const c = this.ctx();
-    if (this.inflight?.signal?.aborted) return { ...this.inflight.base };
     return { embedding: c.nPast('embedding'), llm: c.nPast('llm') };
   }
 
@@ -468,8 +464,8 @@ export class ModelContext {
     const aborted = () => new HovleError('ABORTED', 'the evaluation was aborted', { cause: signal?.reason });
     if (signal?.aborted) throw aborted();
     const flag = new (loadAddon().addon.CancelFlag)();
-    const call = { base: { llm: c.nPast('llm'), embedding: c.nPast('embedding') }, signal, flag };
-    this.inflight = call;
+    const base = { llm: c.nPast('llm'), embedding: c.nPast('embedding') };
+    this.inflight = flag;
     const onAbort = () => flag.cancel();
     signal?.addEventListener('abort', onAbort, { once: true });
     const checkpoint = () => {
@@ -485,8 +481,8 @@ export class ModelContext {
       // between the staged path's stages, a later stage that fails): the cache goes back to
       // where the call found it.
       if (this.native === c) {
-        if (c.nPast('llm') > call.base.llm) c.truncate('llm', call.base.llm);
-        if (c.nPast('embedding') > call.base.embedding) c.truncate('embedding', call.base.embedding);
+        if (c.nPast('llm') > base.llm) c.truncate('llm', base.llm);
+        if (c.nPast('embedding') > base.embedding) c.truncate('embedding', base.embedding);
       }
       if (e instanceof HovleError && e.code === 'ABORTED') {
         if (!this.native) throw new HovleError('DISPOSED', 'the context has been disposed');
@@ -496,7 +492,7 @@ export class ModelContext {
       throw e;
     } finally {
       signal?.removeEventListener('abort', onAbort);
-      if (this.inflight === call) this.inflight = undefined;
+      if (this.inflight === flag) this.inflight = undefined;
     }
   }
 
@@ -594,7 +590,7 @@ export class ModelContext {
 
   dispose(): void {
     for (const run of this.runs) run.interrupt(new HovleError('DISPOSED', 'the context has been disposed'));
-    this.inflight?.flag.cancel();
+    this.inflight?.cancel();
     this.native?.dispose();
     this.native = undefined;
   }

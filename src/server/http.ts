@@ -25,9 +25,12 @@ export async function readJsonBody(req: IncomingMessage, limit: number, timeoutM
     let size = 0;
     // Not destroyed (an async iterator would), so the error can still be written; the rest is
     // drained until the reply has gone out and the connection closes.
-    const stop = (err: unknown) => {
+    const settle = () => {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
+    };
+    const stop = (err: unknown) => {
+      settle();
       req.off('data', onData);
       req.resume();
       reject(err);
@@ -45,10 +48,6 @@ export async function readJsonBody(req: IncomingMessage, limit: number, timeoutM
       else stop(tooLarge(limit));
     };
     req.on('data', onData);
-    const settle = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-    };
     req.once('end', () => {
       settle();
       resolve(Buffer.concat(chunks, size));

@@ -101,19 +101,8 @@ export class Session {
    * anything yet. Fork the session afterwards and ask each branch its own question: the image
    * is computed once. The next ask() on this session continues the same turn.
    */
-  async prefill(message: UserMessage | string, options: TurnOptions = {}): Promise<{ promptTokens: number; ms: number }> {
-    checkTurn(message, options);
-    const release = await this.acquire(options.signal);
-    try {
-      const t0 = performance.now();
-      const { ids, images } = await this.turnTokens(message, options, false);
-      await this.ctx.evaluate(ids, images, { logits: 'last', ...(options.signal ? { signal: options.signal } : {}) });
-      this.turns++;
-      this.openTurn = true;
-      return { promptTokens: ids.length, ms: performance.now() - t0 };
-    } finally {
-      release();
-    }
+  prefill(message: UserMessage | string, options: TurnOptions = {}): Promise<{ promptTokens: number; ms: number }> {
+    return this.appendTurn(message, options, false);
   }
 
   /**
@@ -124,14 +113,19 @@ export class Session {
    */
   async appendExchange(message: UserMessage | string, reply: string, options: TurnOptions = {}): Promise<{ promptTokens: number; ms: number }> {
     if (typeof reply !== 'string') throw new HovleError('INVALID_ARGUMENT', 'reply must be a string');
+    return this.appendTurn(message, options, true, reply);
+  }
+
+  /** A turn evaluated without generating: left open (prefill) or closed with `reply`. */
+  private async appendTurn(message: UserMessage | string, options: TurnOptions, close: boolean, reply = ''): Promise<{ promptTokens: number; ms: number }> {
     checkTurn(message, options);
     const release = await this.acquire(options.signal);
     try {
       const t0 = performance.now();
-      const { ids, images } = await this.turnTokens(message, options, true, reply);
+      const { ids, images } = await this.turnTokens(message, options, close, reply);
       await this.ctx.evaluate(ids, images, { logits: 'last', ...(options.signal ? { signal: options.signal } : {}) });
       this.turns++;
-      this.openTurn = false;
+      this.openTurn = !close;
       return { promptTokens: ids.length, ms: performance.now() - t0 };
     } finally {
       release();

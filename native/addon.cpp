@@ -31,6 +31,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new hovle::AddonData());
   hovle::InstallGgmlLogger();
   exports.Set("buildInfo", Napi::String::New(env, HOVLE_BUILD_INFO_JSON));
+  exports.Set("maxComputeThreads", Napi::Number::New(env, hovle::kMaxComputeThreads));
   exports.Set("registerErrorClass", Napi::Function::New(env, hovle::RegisterErrorClass, "registerErrorClass"));
   Export<hovle::SystemInfo>(env, exports, "systemInfo");
   Export<hovle::RunReferenceGraph>(env, exports, "runReferenceGraph");

@@ -9,6 +9,13 @@
 #include <thread>
 #include <utility>
 
+#ifdef __APPLE__
+#include <sys/sysctl.h>
+#include <sys/types.h>
+#endif
+
+#include <ggml.h>
+
 #include "js_values.h"
 #include "linux_files.h"
 
@@ -54,7 +61,11 @@ int CpuQuota(const std::string& root) {
 
 }  // namespace
 
-int DefaultComputeThreads(const std::string& root) {
+const int kMaxComputeThreads = GGML_MAX_N_THREADS;
+
+namespace {
+
+int CountComputeThreads(const std::string& root) {
 #ifdef __linux__
   // The CPUs the process may use that are online (an affinity mask can name CPUs that are not).
   const std::set<int> allowed = ParseCpuList(ReadLine(root + "/proc/self/status", "Cpus_allowed_list:"));
@@ -83,11 +94,24 @@ int DefaultComputeThreads(const std::string& root) {
   const int quota = CpuQuota(root);
   if (quota > 0) n = std::min(n, quota);
   return std::max(1, n);
+#elif defined(__APPLE__)
+  (void)root;
+  // perflevel0 is the fastest class of core; Intel Macs have only it or lack the key.
+  for (const char* key : {"hw.perflevel0.physicalcpu", "hw.physicalcpu"}) {
+    int32_t n = 0;
+    size_t size = sizeof(n);
+    if (sysctlbyname(key, &n, &size, nullptr, 0) == 0 && size == sizeof(n) && n > 0) return n;
+  }
+  return HardwareThreads();
 #else
   (void)root;
   return HardwareThreads();
 #endif
 }
+
+}  // namespace
+
+int DefaultComputeThreads(const std::string& root) { return std::min(CountComputeThreads(root), kMaxComputeThreads); }
 
 Napi::Value DefaultComputeThreadsJs(const Napi::CallbackInfo& info) {
   const std::string root = OptionalStringArg(info, 0);

@@ -14,6 +14,7 @@
 
 #include "addon_data.h"
 #include "cancel_flag.h"
+#include "cpu_threads.h"
 #include "decode_run.h"
 #include "errors.h"
 #include "js_values.h"
@@ -285,7 +286,7 @@ Napi::Value ModelWrap::CreateContext(const Napi::CallbackInfo& info) {
   opts.n_ctx_llm = IntAt(o, "contextLlm");
   opts.n_batch = IntAt(o, "batchSize");
   // Above ggml's thread limit OpenMP would be asked for that many threads per graph.
-  opts.threads = IntAt(o, "threads", 1, GGML_MAX_N_THREADS);
+  opts.threads = IntAt(o, "threads", 1, kMaxComputeThreads);
   opts.flash_attn = o.Get("flashAttention").ToBoolean();
   const std::string kv = o.Get("kvType").ToString();
   if (kv == "f32") opts.kv_type = KvType::F32;

@@ -49,11 +49,17 @@ let computeThreads: number | undefined;
 /**
  * The default `threads` of a context: one per physical core this process may run on (not per
  * SMT sibling), performance cores only on a hybrid Intel CPU, at most the cgroup's CPU quota
- * (Linux; elsewhere every logical CPU). Read once per process (native/cpu_threads.h).
+ * (Linux), performance cores only on Apple Silicon (macOS), every logical CPU elsewhere; never
+ * above maxComputeThreads(). Read once per process (native/cpu_threads.h).
  */
 export function defaultComputeThreads(): number {
   computeThreads ??= loadAddon().addon.defaultComputeThreads();
   return computeThreads;
+}
+
+/** The most `threads` a context takes: ggml's limit on the threads of one graph compute. */
+export function maxComputeThreads(): number {
+  return loadAddon().addon.maxComputeThreads;
 }
 
 /**

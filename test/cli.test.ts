@@ -201,8 +201,8 @@ describe('hovle ask', () => {
     expect(code).toBe(0);
   });
 
-  it('bad sampling values are usage errors (exit 2) before the model loads', () => {
-    for (const flags of [['--top-p', '7'], ['--seed', '1.5'], ['--temperature', '-1']]) {
+  it('bad sampling values and thread counts are usage errors (exit 2) before the model loads', () => {
+    for (const flags of [['--top-p', '7'], ['--seed', '1.5'], ['--temperature', '-1'], ['--threads', '513']]) {
       const r = hovle(['ask', '-m', '/nonexistent/model.gguf', ...flags, 'hi']);
       expect(r.code, r.stderr).toBe(2);
       expect(r.stderr).toContain(flags[0]);

@@ -92,6 +92,12 @@ describe('defaultComputeThreads', () => {
     expect(threads(machine(16, (i) => i, { ...v1, 'sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us': '-1\n' }))).toBe(16);
   });
 
+  it('never above what a context accepts (ggml\'s thread limit)', () => {
+    const max = loadAddon().addon.maxComputeThreads;
+    expect(max).toBe(512);
+    expect(threads(machine(max + 88, (i) => i))).toBe(max);
+  });
+
   it('unreadable or odd files fall back to every logical CPU; this machine gets a sane count', () => {
     const logical = loadAddon().addon.defaultComputeThreads(join(base, 'missing'));
     expect(logical).toBeGreaterThanOrEqual(1);

@@ -5,6 +5,7 @@ import { statSync } from 'node:fs';
 import { loadModel } from '../api.js';
 import type { Backend, ContextOptions, HovleModel } from '../runtime/model.js';
 import { validateSampling, type SamplingOptions } from '../runtime/sampler.js';
+import { maxComputeThreads } from '../system-info.js';
 import { optionalPositiveInt, UsageError } from './command.js';
 import { ProgressBar } from './progress.js';
 
@@ -95,6 +96,7 @@ export function contextOptions(values: ModelFlagValues): ContextOptions {
   if (kvType === 'q8_0' && values['no-flash']) throw new UsageError('--kv-type q8_0 needs flash attention (drop --no-flash)');
   const contextSize = optionalPositiveInt(values['ctx-size'], '--ctx-size');
   const threads = optionalPositiveInt(values.threads, '--threads');
+  if (threads !== undefined && threads > maxComputeThreads()) throw new UsageError(`--threads must be at most ${maxComputeThreads()} (ggml's limit)`);
   return {
     kvType: kvType as ContextOptions['kvType'],
     flashAttention: !values['no-flash'],

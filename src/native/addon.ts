@@ -46,6 +46,8 @@ export interface ReferenceGraphResult {
 export interface NativeAddon extends NativeAddonConvert, NativeAddonRuntime, NativeAddonImage, NativeAddonTokenizer {
   /** JSON text of BuildInfo. */
   buildInfo: string;
+  /** ggml's limit on the threads of one graph compute (GGML_MAX_N_THREADS). */
+  maxComputeThreads: number;
   registerErrorClass(cls: new (code: never, message: string) => Error): void;
   systemInfo(): Promise<RawSystemInfo>;
   /** native/cpu_threads.h; `root` prefixes the /proc and /sys paths read (tests). */

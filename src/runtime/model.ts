@@ -7,7 +7,7 @@ import { hparamsFromMetadata } from '../model/metadata.js';
 import { concreteTensors } from '../model/schema.js';
 import type { NativeCancelFlag, NativeContext, NativeModel } from '../native/addon.js';
 import { loadAddon } from '../native/load.js';
-import { defaultComputeThreads } from '../system-info.js';
+import { defaultComputeThreads, maxComputeThreads } from '../system-info.js';
 
 import { preprocessImage, type ImageInput, type PreprocessOptions } from '../image/preprocess.js';
 import { argmax } from './argmax.js';
@@ -66,7 +66,7 @@ export interface ContextOptions {
    * wants the larger batch to fill its cores.
    */
   batchSize?: number;
-  /** CPU threads. Default: one per physical core (defaultComputeThreads()). At most 512 (ggml's limit). */
+  /** CPU threads. Default: one per physical core (defaultComputeThreads()). At most maxComputeThreads() (512, ggml's limit). */
   threads?: number;
 }
 
@@ -218,10 +218,7 @@ export class HovleModel {
     for (const [k, v] of Object.entries({ contextSize, embeddingContextSize, batchSize })) {
       if (!Number.isInteger(v) || v < 1 || v > MAX_POSITIONS) throw new HovleError('INVALID_ARGUMENT', `${k} must be an integer in [1, ${MAX_POSITIONS}]`);
     }
-    // The upper bound (ggml's thread limit) is checked on the native side.
-    if (options.threads !== undefined && (!Number.isInteger(options.threads) || options.threads < 1)) {
-      throw new HovleError('INVALID_ARGUMENT', 'threads must be a positive integer');
-    }
+    if (options.threads !== undefined) checkThreads(options.threads);
     const native = await this.nativeModel().createContext({
       contextEmbedding: embeddingContextSize,
       contextLlm: contextSize,
@@ -244,6 +241,14 @@ export class HovleModel {
 
   async [Symbol.asyncDispose](): Promise<void> {
     this.dispose();
+  }
+}
+
+/** A context's `threads`: an integer in [1, maxComputeThreads()]. */
+export function checkThreads(threads: number): void {
+  const max = maxComputeThreads();
+  if (!Number.isInteger(threads) || threads < 1 || threads > max) {
+    throw new HovleError('INVALID_ARGUMENT', `threads must be an integer in [1, ${max}] (ggml's limit)`);
   }
 }
 

@@ -39,11 +39,17 @@ export type HovleErrorCode =
 
 export class HovleError extends Error {
   readonly code: HovleErrorCode;
+  /**
+   * The option at fault, as the JS API spells it (e.g. "logitBias"), where one is: the server
+   * reports it as OpenAI's `param`, in snake case.
+   */
+  readonly param?: string;
 
   // (code, message) order because native code constructs it with exactly these two arguments.
-  constructor(code: HovleErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(code: HovleErrorCode, message: string, options?: { cause?: unknown; param?: string }) {
+    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = 'HovleError';
     this.code = code;
+    if (options?.param !== undefined) this.param = options.param;
   }
 }

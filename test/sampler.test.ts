@@ -172,7 +172,9 @@ describe('Sampler', () => {
       [{ logitBias: { '-1': 1 } }], [{ logitBias: { 100: 1 } }, 100], [{ logitBias: [] as never }],
     ];
     for (const [o, V = 1000] of bad) {
-      expect(() => new Sampler(o, V), JSON.stringify(o)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+      // `param` names the option at fault (the server reports it as OpenAI's snake_case param).
+      const param = Object.keys(o)[0];
+      expect(() => new Sampler(o, V), JSON.stringify(o)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', param }));
     }
     expect(() => new Sampler({}, 0)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
     const s = new Sampler({ temperature: 1, seed: 1 }, 10);

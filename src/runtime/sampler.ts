@@ -26,13 +26,19 @@ export interface SamplingOptions {
   seed?: number;
 }
 
-export function validateSampling(o: SamplingOptions): void {
-  const num = (v: unknown, name: string, lo: number, hi = Infinity) => {
+/**
+ * Throws INVALID_ARGUMENT, with `param` naming the option, for options a Sampler would refuse.
+ * Given the vocabulary size, a logitBias for a token id outside it is refused too (as OpenAI
+ * does: a mistake, not a no-op).
+ */
+export function validateSampling(o: SamplingOptions, vocabSize?: number): void {
+  const bad = (param: keyof SamplingOptions, message: string) => new HovleError('INVALID_ARGUMENT', message, { param });
+  const num = (v: unknown, name: keyof SamplingOptions, lo: number, hi = Infinity) => {
     if (v === undefined) return;
-    if (typeof v !== 'number' || !(v >= lo && v <= hi)) throw new HovleError('INVALID_ARGUMENT', `${name} must be a number in [${lo}, ${hi}]`);
+    if (typeof v !== 'number' || !(v >= lo && v <= hi)) throw bad(name, `${name} must be a number in [${lo}, ${hi}]`);
   };
-  const int = (v: unknown, name: string) => {
-    if (v !== undefined && (!Number.isInteger(v) || (v as number) < 0)) throw new HovleError('INVALID_ARGUMENT', `${name} must be a non-negative integer`);
+  const int = (v: unknown, name: keyof SamplingOptions) => {
+    if (v !== undefined && (!Number.isInteger(v) || (v as number) < 0)) throw bad(name, `${name} must be a non-negative integer`);
   };
   num(o.temperature, 'temperature', 0);
   num(o.topP, 'topP', 0, 1);
@@ -40,23 +46,24 @@ export function validateSampling(o: SamplingOptions): void {
   num(o.presencePenalty, 'presencePenalty', -2, 2);
   num(o.frequencyPenalty, 'frequencyPenalty', -2, 2);
   if (o.repeatPenalty !== undefined && !(typeof o.repeatPenalty === 'number' && o.repeatPenalty > 0 && Number.isFinite(o.repeatPenalty))) {
-    throw new HovleError('INVALID_ARGUMENT', 'repeatPenalty must be a finite number > 0');
+    throw bad('repeatPenalty', 'repeatPenalty must be a finite number > 0');
   }
   int(o.topK, 'topK');
   int(o.penaltyWindow, 'penaltyWindow');
   int(o.seed, 'seed');
-  if (o.seed !== undefined && o.seed > Number.MAX_SAFE_INTEGER) throw new HovleError('INVALID_ARGUMENT', 'seed must be at most Number.MAX_SAFE_INTEGER');
-  if (o.topK !== undefined && o.topK > 2 ** 31 - 1) throw new HovleError('INVALID_ARGUMENT', 'topK must be below 2^31');
-  if (o.penaltyWindow !== undefined && o.penaltyWindow > 2 ** 31 - 1) throw new HovleError('INVALID_ARGUMENT', 'penaltyWindow must be below 2^31');
+  if (o.seed !== undefined && o.seed > Number.MAX_SAFE_INTEGER) throw bad('seed', 'seed must be at most Number.MAX_SAFE_INTEGER');
+  if (o.topK !== undefined && o.topK > 2 ** 31 - 1) throw bad('topK', 'topK must be below 2^31');
+  if (o.penaltyWindow !== undefined && o.penaltyWindow > 2 ** 31 - 1) throw bad('penaltyWindow', 'penaltyWindow must be below 2^31');
   if (o.logitBias !== undefined) {
     if (typeof o.logitBias !== 'object' || o.logitBias === null || Array.isArray(o.logitBias)) {
-      throw new HovleError('INVALID_ARGUMENT', 'logitBias must be an object of token id -> bias');
+      throw bad('logitBias', 'logitBias must be an object of token id -> bias');
     }
     for (const [id, b] of Object.entries(o.logitBias)) {
-      if (!/^(0|[1-9][0-9]*)$/.test(id)) throw new HovleError('INVALID_ARGUMENT', `logitBias key "${id}" is not a token id`);
+      if (!/^(0|[1-9][0-9]*)$/.test(id)) throw bad('logitBias', `logitBias key "${id}" is not a token id`);
       if (typeof b !== 'number' || !(Number.isFinite(b) || b === -Infinity)) {
-        throw new HovleError('INVALID_ARGUMENT', `logitBias[${id}] must be a finite number or -Infinity`);
+        throw bad('logitBias', `logitBias[${id}] must be a finite number or -Infinity`);
       }
+      if (vocabSize !== undefined && Number(id) >= vocabSize) throw bad('logitBias', `logitBias: token ${id} is outside the vocabulary (0..${vocabSize - 1})`);
     }
   }
 }
@@ -73,12 +80,9 @@ export class Sampler {
   private readonly handle: NativeSampler;
 
   constructor(options: SamplingOptions, readonly vocabSize: number) {
-    validateSampling(options);
     if (!Number.isInteger(vocabSize) || vocabSize < 1) throw new HovleError('INVALID_ARGUMENT', 'vocabSize must be a positive integer');
+    validateSampling(options, vocabSize);
     const bias = Object.entries(options.logitBias ?? {});
-    for (const [id] of bias) {
-      if (Number(id) >= vocabSize) throw new HovleError('INVALID_ARGUMENT', `logitBias id ${id} is outside the vocabulary (${vocabSize} tokens)`);
-    }
     const params: NativeSamplingParams = {
       ...pick(options, ['temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'presencePenalty', 'frequencyPenalty', 'penaltyWindow']),
       ...(bias.length ? { biasIds: Int32Array.from(bias, ([id]) => Number(id)), biasValues: Float64Array.from(bias, ([, b]) => b) } : {}),

@@ -37,6 +37,10 @@ const CLIENT_CODES: ReadonlySet<HovleErrorCode> = new Set(['INVALID_ARGUMENT', '
 /** Any failure as an ApiError: HovleErrors keep their code, unknown errors hide their details. */
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
-  if (err instanceof HovleError) return new ApiError(CLIENT_CODES.has(err.code) ? 400 : 500, err.message, err.code);
+  if (err instanceof HovleError) {
+    // The JS API's camelCase option names are OpenAI's snake_case ones (logitBias: logit_bias).
+    const param = err.param?.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`) ?? null;
+    return new ApiError(CLIENT_CODES.has(err.code) ? 400 : 500, err.message, err.code, param);
+  }
   return new ApiError(500, 'internal server error', 'internal_error');
 }

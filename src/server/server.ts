@@ -7,8 +7,8 @@ import { basename } from 'node:path';
 
 import { HovleError } from '../errors.js';
 import type { HovleModel } from '../runtime/model.js';
-import type { SessionOptions } from '../session/session.js';
-import { ApiError, badRequest, toApiError } from './api-error.js';
+import { validateAnswerSampling, type SessionOptions } from '../session/session.js';
+import { ApiError, toApiError } from './api-error.js';
 import { runCompletion, type Conversation } from './completion.js';
 import { bearerCheck, readJsonBody, sendError, sendJson } from './http.js';
 import { resolveImageUrl, type ImageUrlOptions } from './image-url.js';
@@ -133,12 +133,8 @@ export function createServer(model: HovleModel | Promise<HovleModel>, options: S
     const m = readyModel();
     const body = await readJsonBody(req, maxBody, options.bodyTimeoutMs ?? 60_000, signal);
     const request = parseChatRequest(body, { maxImages: options.maxImages ?? 4, maxTiles: options.maxTiles ?? m.hparams.vision.maxTiles });
-    // As OpenAI does: a bias for a token the vocabulary does not have is a mistake, not a no-op.
-    for (const [id, bias] of Object.entries(request.generation.logitBias ?? {})) {
-      if (Number(id) >= m.hparams.vocabSize) throw badRequest(`logit_bias: token ${id} is outside the vocabulary (0..${m.hparams.vocabSize - 1})`, 'logit_bias');
-      // The session refuses it too, but without naming the parameter.
-      if (Number(id) === m.vocab.imageContextId && bias > 0) throw badRequest(`logit_bias: token ${id} stands for an image row and cannot be generated`, 'logit_bias');
-    }
+    // Before queueing and fetching images: the session would refuse these options only then.
+    validateAnswerSampling(m, request.generation);
     const conv = await conversation(request);
     const release = await queue.acquire(signal);
     try {

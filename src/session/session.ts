@@ -5,7 +5,7 @@ import { HovleError } from '../errors.js';
 import type { ImageInput } from '../image/preprocess.js';
 import type { ContextOptions, EvaluateOptions, HovleModel, ModelContext, PixelTiles } from '../runtime/model.js';
 import { tokensPerTile } from '../model/hparams.js';
-import { Sampler, type SamplingOptions } from '../runtime/sampler.js';
+import { Sampler, validateSampling, type SamplingOptions } from '../runtime/sampler.js';
 import { GROUNDING_TAGS } from './grounding.js';
 import { StopMatcher } from './stop.js';
 import { ASSISTANT_START, checkTemplate, END_OF_TURN, expandImages, systemTurn, USER_START, userContent } from './template.js';
@@ -62,6 +62,21 @@ function checkObject(o: unknown, what: string): void {
 }
 
 /** A turn's message and options, checked before the call takes its place in line. */
+/**
+ * Throws INVALID_ARGUMENT (with `param`) for sampling options an answer from this model cannot
+ * use: what a Sampler refuses for its vocabulary, and a positive logitBias on <IMG_CONTEXT>,
+ * which stands for an image row and cannot be evaluated as text (a negative one is a ban).
+ * Cheap and model-level, so a caller (the server) can check before it queues or fetches images.
+ */
+export function validateAnswerSampling(model: HovleModel, options: SamplingOptions): void {
+  validateSampling(options, model.hparams.vocabSize);
+  const imageId = model.vocab.imageContextId;
+  const bias: unknown = options.logitBias?.[imageId];
+  if (typeof bias === 'number' && bias > 0) {
+    throw new HovleError('INVALID_ARGUMENT', `logitBias: token ${imageId} (<IMG_CONTEXT>) stands for an image row and cannot be generated; it can only be banned`, { param: 'logitBias' });
+  }
+}
+
 function checkTurn(message: unknown, options: unknown): void {
   checkObject(options, 'options');
   const { signal } = options as TurnOptions;
@@ -420,10 +435,7 @@ export class Session {
   private samplerFor(options: SamplingOptions): Sampler {
     const V = this.model.hparams.vocabSize;
     const imageId = this.model.vocab.imageContextId;
-    const bias: unknown = options.logitBias?.[imageId];
-    if (typeof bias === 'number' && bias > 0) {
-      throw new HovleError('INVALID_ARGUMENT', `logitBias: token ${imageId} (<IMG_CONTEXT>) stands for an image row and cannot be generated; it can only be banned`);
-    }
+    validateAnswerSampling(this.model, options);
     const plain = new Sampler(options, V);
     if (plain.greedy) return plain;
     return new Sampler({ ...options, logitBias: { ...options.logitBias, [imageId]: -Infinity } }, V);

@@ -94,6 +94,52 @@ bool BmpTruncated(const uint8_t* d, size_t n) {
   return static_cast<uint64_t>(offset) + row * static_cast<uint64_t>(h < 0 ? -h : h) > n;
 }
 
+// A 16-bit BMP's channels: stb_image widens a level v of b bits by repeating its bits (5-bit 4
+// becomes 33), PIL as v * 255 / (2^b - 1), truncated (32). Both keep v in the top b bits, so
+// stb's output maps to PIL's through one table per channel width. `bits` holds the widths of
+// R, G, B; none when the file is not a 16-bit BMP or its masks are not contiguous runs.
+struct Bmp16Levels {
+  bool valid = false;
+  int bits[3] = {0, 0, 0};
+};
+
+Bmp16Levels ReadBmp16Levels(const uint8_t* d, size_t n) {
+  Bmp16Levels b;
+  if (n < 54 || d[0] != 'B' || d[1] != 'M') return b;
+  auto le16 = [&](size_t o) { return static_cast<uint32_t>(d[o] | (d[o + 1] << 8)); };
+  auto le32 = [&](size_t o) { return static_cast<uint32_t>(d[o] | (d[o + 1] << 8) | (d[o + 2] << 16) | (static_cast<uint32_t>(d[o + 3]) << 24)); };
+  if (le32(14) < 40 || le16(28) != 16) return b;
+  const uint32_t compression = le32(30);
+  uint32_t masks[3] = {0x7c00, 0x03e0, 0x001f};  // BI_RGB: 5-5-5
+  if (compression == 3) {
+    // BI_BITFIELDS: the masks follow a 40-byte header and are inside a larger one.
+    if (n < 66) return b;
+    for (int c = 0; c < 3; ++c) masks[c] = le32(54 + 4 * c);
+  } else if (compression != 0) {
+    return b;
+  }
+  for (int c = 0; c < 3; ++c) {
+    uint32_t m = masks[c];
+    if (m == 0 || m > 0xffff) return b;
+    while ((m & 1) == 0) m >>= 1;
+    int w = 0;
+    for (; m & 1; m >>= 1) ++w;
+    if (m != 0 || w > 8) return b;  // not one run, or wider than a byte: stb keeps no top bits
+    b.bits[c] = w;
+  }
+  b.valid = true;
+  return b;
+}
+
+void ToPilLevels(const Bmp16Levels& levels, std::vector<uint8_t>& rgb) {
+  uint8_t table[3][256];
+  for (int c = 0; c < 3; ++c) {
+    const int w = levels.bits[c], top = (1 << w) - 1;
+    for (int v = 0; v < 256; ++v) table[c][v] = static_cast<uint8_t>((v >> (8 - w)) * 255 / top);
+  }
+  for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = table[i % 3][rgb[i]];
+}
+
 // What PIL's RGB of a GIF's first frame takes from the palette where stb's differs: pixels of
 // the transparent index (stb: black), and the canvas outside the first image (stb: the
 // background colour; PIL: the transparent index, else index 0).
@@ -435,6 +481,8 @@ RgbImage DecodeImage(const uint8_t* data, size_t size, const DecodeOptions& opts
     } else {
       const auto* rgb = static_cast<const stbi_uc*>(px);
       img.rgb.assign(rgb, rgb + n_px * 3);
+      const Bmp16Levels bmp16 = ReadBmp16Levels(data, size);
+      if (bmp16.valid) ToPilLevels(bmp16, img.rgb);
     }
     stbi_image_free(px);
   }

@@ -168,6 +168,8 @@ describe('decodes as PIL does where stb_image alone would not', () => {
     ['gif-subframe.gif', 'the screen outside a smaller first image is palette index 0 (stb: the background colour)'],
     ['gray16.png', '16-bit grey is clamped to 255 (stb: the high byte)'],
     ['cmyk.jpg', "CMYK goes through PIL's own formula (libjpeg-turbo builds; stb: up to a level off)"],
+    ['bmp555.bmp', '16-bit 5-5-5 levels scale as v * 255 / 31, truncated (stb: bit repetition, a level off)'],
+    ['bmp565.bmp', '16-bit 5-6-5 bitfields likewise, green as v * 255 / 63'],
   ];
   for (const [name, why] of decodeCases) {
     it.runIf(jpegExact || !name.endsWith('.jpg'))(`${name}: ${why}`, async () => {

@@ -352,6 +352,23 @@ describe('one session, several calls', () => {
     s.dispose();
   });
 
+  it('without images <image> is plain text; the image-context token spelled as text is refused by name', async () => {
+    const m = models['hovle-tiny']!;
+    const s = await Session.create(m);
+    // As the reference's chat(), which substitutes placeholders only when given pixels.
+    const text = 'What does the HTML <image> element do?';
+    const { promptTokens } = await s.prefill(text);
+    expect(promptTokens).toBe(m.tokenizer.encode(systemTurn(s.system) + USER_START + text, { addBos: true }).length);
+    const image = join(FIXTURES, 'images', 'fjord.jpg');
+    await expect(s.ask({ text: '<image> or <image>?', images: [image] })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/2 <image> placeholders but 1 images/) });
+    const spelled: Array<() => Promise<unknown>> = [
+      () => s.ask('a <IMG_CONTEXT> b'), () => s.appendExchange('q', 'a <IMG_CONTEXT>'), () => Session.create(m, { system: 'x<IMG_CONTEXT>' }),
+    ];
+    for (const call of spelled) await expect(call()).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/contains the text <IMG_CONTEXT>/) });
+    expect(s.cachedTokens).toBe(promptTokens);
+    s.dispose();
+  });
+
   it('a whitespace-only prompt too long for the context is refused from its length', async () => {
     const s = await Session.create(models['hovle-tiny']!, { contextSize: 256 });
     // "at least": the length check's refusal, before the text is tokenized.

@@ -8,7 +8,7 @@ import { tokensPerTile } from '../model/hparams.js';
 import { Sampler, validateSampling, type SamplingOptions } from '../runtime/sampler.js';
 import { GROUNDING_TAGS } from './grounding.js';
 import { StopMatcher } from './stop.js';
-import { ASSISTANT_START, checkTemplate, END_OF_TURN, expandImages, systemTurn, USER_START, userContent } from './template.js';
+import { ASSISTANT_START, checkNoImageContext, checkTemplate, END_OF_TURN, expandImages, systemTurn, USER_START, userContent, type TemplateTokens } from './template.js';
 
 export interface SessionOptions extends Omit<ContextOptions, 'embeddingContextSize'> {
   /** Replaces the model's default system message. */
@@ -77,6 +77,10 @@ export function validateAnswerSampling(model: HovleModel, options: SamplingOptio
   }
 }
 
+function templateTokens(model: HovleModel): TemplateTokens {
+  return { imageStart: '<img>', imageEnd: '</img>', imageContext: model.vocab.tokens[model.vocab.imageContextId]! };
+}
+
 function checkTurn(message: unknown, options: unknown): void {
   checkObject(options, 'options');
   const { signal } = options as TurnOptions;
@@ -107,6 +111,7 @@ export class Session {
     checkObject(options, 'session options');
     const { system, ...ctxOptions } = options;
     if (system !== undefined && typeof system !== 'string') throw new HovleError('INVALID_ARGUMENT', 'system must be a string');
+    if (system !== undefined) checkNoImageContext(system, 'system prompt', templateTokens(model));
     const ctx = await model.createContext(ctxOptions);
     return new Session(model, ctx, system ?? model.hparams.chat.systemMessage);
   }
@@ -211,10 +216,11 @@ export class Session {
     const inputs = msg.images ?? [];
     const perTile = tokensPerTile(this.model.hparams.vision);
     const first = this.turns === 0;
+    const tokens = templateTokens(this.model);
+    checkNoImageContext(msg.text, 'message', tokens);
+    checkNoImageContext(reply, 'reply', tokens);
     const textWith = (tiles: readonly number[], contextPerTile: number) => {
-      const content = expandImages(userContent(msg.text, inputs.length), tiles, contextPerTile, {
-        imageStart: '<img>', imageEnd: '</img>', imageContext: this.model.vocab.tokens[this.model.vocab.imageContextId]!,
-      });
+      const content = expandImages(userContent(msg.text, inputs.length), tiles, contextPerTile, tokens);
       if (this.openTurn) return close ? content + END_OF_TURN + ASSISTANT_START + reply : content;
       const open = (first ? systemTurn(this.system) : END_OF_TURN) + USER_START + content;
       return close ? open + END_OF_TURN + ASSISTANT_START + reply : open;

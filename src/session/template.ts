@@ -14,15 +14,34 @@ export interface TemplateTokens {
   imageContext: string;
 }
 
-/** Text of one user turn's content with `nImages` images: placeholders in order, or one per image up front. */
+/**
+ * Text of one user turn's content with `nImages` images: placeholders in order, or one per image
+ * up front. Without images the text is only text, `<image>` included (the reference's chat()
+ * substitutes placeholders only when it is given pixels); with images, a placeholder count that
+ * is neither 0 nor the image count is refused rather than guessed at.
+ */
 export function userContent(text: string, nImages: number): string {
+  if (nImages === 0) return text;
   const placeholders = text.split(IMAGE_PLACEHOLDER).length - 1;
   if (placeholders === nImages) return text;
   if (placeholders === 0) return `${IMAGE_PLACEHOLDER}\n`.repeat(nImages) + text;
   throw new HovleError('INVALID_ARGUMENT', `the message has ${placeholders} ${IMAGE_PLACEHOLDER} placeholders but ${nImages} images`);
 }
 
+/**
+ * Refuses `text` (what the caller wrote: a message, a reply, a system prompt) that spells the
+ * image-context token: it tokenizes as that special id, which stands for an image row, and the
+ * rows would not match the images.
+ */
+export function checkNoImageContext(text: string, what: string, t: TemplateTokens): void {
+  if (text.includes(t.imageContext)) {
+    throw new HovleError('INVALID_ARGUMENT', `the ${what} contains the text ${t.imageContext}, a token that only stands for image rows`);
+  }
+}
+
+/** Replaces the placeholders of userContent(text, tilesPerImage.length) with image blocks. */
 export function expandImages(content: string, tilesPerImage: readonly number[], tokensPerTile: number, t: TemplateTokens): string {
+  if (tilesPerImage.length === 0) return content;
   let i = 0;
   return content.split(IMAGE_PLACEHOLDER).reduce((acc, part, k) => {
     if (k === 0) return part;

@@ -3,7 +3,9 @@
 // chunk is encoded by SentencePiece on its own (escaping spaces as U+2581, the dummy prefix as
 // the model says), then BOS is prepended. The merge loop follows sentencepiece's bpe_model.cc:
 // repeatedly merge the adjacent pair whose concatenation is a piece with the highest score,
-// leftmost first on ties; leftover symbols fall back to <0xXX> byte pieces.
+// leftmost first on ties; leftover symbols fall back to <0xXX> byte pieces. USER_DEFINED pieces
+// are taken whole where they start a symbol (longest first) and never merged, as sentencepiece's
+// prefix matcher freezes them.
 #include "tokenizer.h"
 
 #include <algorithm>
@@ -19,6 +21,7 @@
 namespace hovle {
 namespace {
 
+constexpr int kUserDefined = 4;
 constexpr int kUnused = 5;
 constexpr int kByte = 6;
 
@@ -52,6 +55,7 @@ class Tokenizer {
   std::vector<int> types;
   std::unordered_map<std::string, int> piece_to_id;
   std::vector<int> added;  // added-token ids, longest content first
+  std::vector<int> user_defined[256];  // USER_DEFINED piece ids by first byte, longest first
   int byte_ids[256];
   bool add_space_prefix = false;
   bool byte_fallback = true;
@@ -85,11 +89,20 @@ class Tokenizer {
     struct Symbol {
       int prev, next;
       size_t start, len;
+      bool frozen;  // a USER_DEFINED piece
     };
     std::vector<Symbol> sym;
     for (size_t i = 0; i < norm.size();) {
-      const size_t n = std::min(Utf8Len(static_cast<unsigned char>(norm[i])), norm.size() - i);
-      sym.push_back({static_cast<int>(sym.size()) - 1, static_cast<int>(sym.size()) + 1, i, n});
+      size_t n = 0;
+      for (int id : user_defined[static_cast<unsigned char>(norm[i])]) {
+        if (norm.compare(i, tokens[id].size(), tokens[id]) == 0) {
+          n = tokens[id].size();
+          break;
+        }
+      }
+      const bool frozen = n > 0;
+      if (!frozen) n = std::min(Utf8Len(static_cast<unsigned char>(norm[i])), norm.size() - i);
+      sym.push_back({static_cast<int>(sym.size()) - 1, static_cast<int>(sym.size()) + 1, i, n, frozen});
       i += n;
     }
     sym.back().next = -1;
@@ -101,7 +114,7 @@ class Tokenizer {
     auto cmp = [](const Pair& a, const Pair& b) { return a.score != b.score ? a.score < b.score : a.left > b.left; };
     std::priority_queue<Pair, std::vector<Pair>, decltype(cmp)> agenda(cmp);
     auto try_pair = [&](int l, int r) {
-      if (l < 0 || r < 0) return;
+      if (l < 0 || r < 0 || sym[l].frozen || sym[r].frozen) return;
       auto it = piece_to_id.find(norm.substr(sym[l].start, sym[l].len + sym[r].len));
       if (it == piece_to_id.end() || types[it->second] == kUnused) return;
       agenda.push({l, r, scores[it->second], sym[l].len + sym[r].len});
@@ -220,6 +233,10 @@ Napi::Value CreateTokenizer(const Napi::CallbackInfo& info) {
     } else if (t.types[i] != kUnused) {
       t.piece_to_id.emplace(t.tokens[i], static_cast<int>(i));  // first id wins on duplicates
     }
+    if (t.types[i] == kUserDefined && !t.tokens[i].empty()) t.user_defined[static_cast<unsigned char>(t.tokens[i][0])].push_back(static_cast<int>(i));
+  }
+  for (auto& ids : t.user_defined) {
+    std::stable_sort(ids.begin(), ids.end(), [&](int a, int b) { return t.tokens[a].size() > t.tokens[b].size(); });
   }
   Napi::Int32Array added = spec.Get("added").As<Napi::Int32Array>();
   for (size_t i = 0; i < added.ElementLength(); ++i) {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 import { convertCheckpoint } from '../src/convert/convert.js';
+import { readTokenizer } from '../src/convert/tokenizer-meta.js';
 import { readGguf } from '../src/gguf/reader.js';
 import { Tokenizer } from '../src/runtime/tokenizer.js';
 import { goldenCases, goldenI32 } from './helpers/golden.js';
@@ -21,6 +22,21 @@ beforeAll(async () => {
 });
 
 const cases = JSON.parse(readFileSync(join(FIXTURES, 'tokenizer-cases.json'), 'utf8')).cases as Array<{ text: string; ids: number[] }>;
+
+// USER_DEFINED pieces that are not added tokens are taken whole, never merged, as sentencepiece
+// takes them: test/fixtures/tokenizer-user-defined, written with sentencepiece's own encodes by
+// scripts/fixtures/make-user-defined-tokenizer.py. (The HoVLE fixtures' user-defined pieces are
+// all added tokens, which are split off before sentencepiece runs.)
+describe('user-defined pieces, as sentencepiece encodes them', () => {
+  const ud = join(FIXTURES, 'tokenizer-user-defined');
+  const expected = JSON.parse(readFileSync(join(ud, 'expected.json'), 'utf8')) as { vocabSize: number; cases: Array<{ text: string; ids: number[] }> };
+  it('every case', async () => {
+    const { metadata } = await readTokenizer(ud, expected.vocabSize, '<|im_end|>');
+    const t = Tokenizer.fromMetadata(new Map(metadata));
+    for (const c of expected.cases) expect(Array.from(t.encode(c.text)), c.text).toEqual(c.ids);
+    expect(t.decode(expected.cases[1]!.ids.slice(1))).toBe(expected.cases[1]!.text);
+  });
+});
 
 describe('encoding matches the HF slow InternLM2 tokenizer', () => {
   for (const c of cases) {

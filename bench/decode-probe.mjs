@@ -7,7 +7,7 @@
 // --like-bench first does what `hovle bench` does before its decode measurement (an image
 // encode, three 512-token prefills), and every repetition starts with a rewind, as there.
 //   node bench/decode-probe.mjs MODEL.gguf [--backend cpu|cuda|vulkan] [--threads N] [--steps 64]
-//        [--depth 0] [--context N] [--reps 1] [--like-bench] [--per-step]
+//        [--depth 0] [--context N] [--reps 1] [--like-bench] [--per-step] [--no-flash]
 import { parseArgs } from 'node:util';
 
 import { HovleModel } from '../dist/runtime/model.js';
@@ -18,13 +18,14 @@ const { values: a, positionals } = parseArgs({
     backend: { type: 'string', default: 'cpu' }, threads: { type: 'string' }, steps: { type: 'string', default: '64' },
     depth: { type: 'string', default: '0' }, context: { type: 'string' }, reps: { type: 'string', default: '1' },
     'like-bench': { type: 'boolean', default: false }, 'per-step': { type: 'boolean', default: false },
+    'no-flash': { type: 'boolean', default: false },
   },
 });
 const steps = Number(a.steps);
 const depth = Number(a.depth);
 const m = await HovleModel.load(positionals[0], { backend: a.backend });
 const ctx = await m.createContext({
-  contextSize: a.context ? Number(a.context) : depth + steps + 600, kvType: 'f16', flashAttention: true,
+  contextSize: a.context ? Number(a.context) : depth + steps + 600, kvType: 'f16', flashAttention: !a['no-flash'],
   ...(a.threads ? { threads: Number(a.threads) } : {}),
 });
 const V = m.hparams.vocabSize;
@@ -63,7 +64,7 @@ for (let rep = 0; rep < Number(a.reps); rep++) {
     }
   }
   const total = performance.now() - t0;
-  out.push({ rep, tokPerS: +(steps / (total / 1000)).toFixed(1), medianMs: +med(wall).toFixed(3), firstMs: wall.slice(0, 4).map((x) => +x.toFixed(2)), maxMs: +Math.max(...wall).toFixed(2) });
+  out.push({ rep, tokPerS: steps / (total / 1000), medianMs: +med(wall).toFixed(3), firstMs: wall.slice(0, 4).map((x) => +x.toFixed(2)), maxMs: +Math.max(...wall).toFixed(2) });
 }
 console.log(JSON.stringify({ model: positionals[0].split('/').pop(), backend: a.backend, device: m.device, threads: a.threads ?? 'default', depth, steps, likeBench: a['like-bench'], perStep: a['per-step'], reps: out }));
 ctx.dispose();

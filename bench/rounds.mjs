@@ -33,6 +33,7 @@ export function combineRounds(ours, peer, { prompts, depths, spread }) {
     spread(Array.from({ length: n }, (_, i) => spread(oursOf(ours[i]).samples).median / spread(peerOf(peer[i])).median));
   const llama = {
     rounds: peer.length,
+    ubatch: peer[0].ubatch,
     prefill: Object.fromEntries([300, ...prompts].map((p) => [p, spread(peer.flatMap((l) => l.prefill[p]))])),
     decode: Object.fromEntries(depths.map((d) => [d, spread(peer.flatMap((l) => l.decode[d]))])),
     ratios: {

@@ -183,6 +183,8 @@ function measurePeer(t, round) {
   const rows = [...JSON.parse(pp.stdout), ...JSON.parse(tg.stdout)];
   const find = (p, n, d) => rows.find((x) => x.n_prompt === p && x.n_gen === n && (x.n_depth ?? 0) === d);
   perType[t].llama.push({
+    // llama-bench's micro-batch (n_ubatch, its default unless set), for the settings line.
+    ubatch: rows[0].n_ubatch,
     prefill: Object.fromEntries([300, ...prompts].map((p) => [p, find(p, 0, 0).samples_ts])),
     decode: Object.fromEntries(depths.map((d) => [d, find(0, decodeTokens, d).samples_ts])),
   });
@@ -201,7 +203,7 @@ function measurePairs(t) {
     const side = {
       hovle: () => {
         const r = run(process.execPath, [join(root, 'bench', 'decode-probe.mjs'), ours[t], '--backend', backend, '--threads', String(threads),
-          '--steps', String(decodeTokens), '--reps', '3', '--depth', '0']);
+          '--steps', String(decodeTokens), '--reps', '3', '--depth', '0', ...(args['no-flash'] ? ['--no-flash'] : [])]);
         return median(JSON.parse(r.stdout.trim().split('\n').pop()).reps.map((x) => x.tokPerS));
       },
       llama: () => {
@@ -275,7 +277,7 @@ function report(final) {
       // A run stopped mid-round can leave the two sides with different counts.
       rounds: l && l.rounds !== h.rounds ? `${h.rounds} ours / ${l.rounds} llama.cpp` : String(h.rounds),
       file: `${(h.fileBytes / MiB).toFixed(0)} MiB`,
-      load: `${h.loadFirstMs.toFixed(0)}${h.coldLoad ? ' cold' : ''} / ${h.loadWarmMs.median.toFixed(0)} warm`,
+      load: `${h.loadFirstMs.toFixed(0)}${h.coldLoad ? ' cold' : ' first'} / ${sp(h.loadWarmMs, (x) => x.toFixed(0))} warm`,
       front: `${sp(h.imageFrontEndMs['1'], (x) => x.toFixed(0))} / ${sp(h.imageFrontEndMs['7'], (x) => x.toFixed(0))}`,
       frontShare: `${(frontShare * 100).toFixed(1)}%`,
       ppImage: sp(img1.tokensPerSecond),
@@ -287,7 +289,11 @@ function report(final) {
       tgPeer: l ? depths.map((d) => sp(l.decode[d], f2)).join(' / ') : '-',
       tgRatio: l ? depths.map((d) => ratio(l.ratios.decode[d])).join(' / ') : '-',
       tgPairs: pairsCell(pairRuns),
-      bound: `${f1(bandwidth / h.bytesPerToken)} tok/s; at ${((h.decodeTokensPerSecond['0'].median * h.bytesPerToken) / bandwidth * 100).toFixed(0)}%`,
+      // Per depth: the weights, and the K and V of every cached position, read once per token.
+      bound: depths.map((d) => {
+        const bytes = h.bytesPerToken + d * h.kvBytesPerPosition;
+        return `${f1(bandwidth / bytes)} (${((h.decodeTokensPerSecond[d].median * bytes) / bandwidth * 100).toFixed(0)}%)`;
+      }).join(' / '),
       ttft: sp(h.timeToFirstTokenMs, (x) => x.toFixed(0)),
       rss: `${(peakRssBytes / MiB).toFixed(0)} MiB (budget ${(budget / MiB).toFixed(0)}${peakRssBytes <= budget ? ', met' : ', OVER'})${l ? `; llama.cpp ${(l.peakRssBytes / MiB).toFixed(0)}` : ''}`,
     });
@@ -296,9 +302,9 @@ function report(final) {
   const columns = [
     ['type', 'type'], ['rounds', 'rounds (each side)'], ['file', 'GGUF'], ['load', 'load ms'], ['front', 'image front end ms, 1 / 7 tiles'],
     ['frontShare', 'front end / its 256-token prefill'], ['ppImage', 'prefill tok/s, 1-tile image prompt (300)'],
-    ['ppImageRatio', 'vs llama.cpp pp300'], ['pp', `prefill tok/s, ${prompts.at(-1)} text`], ['ppPeer', `llama.cpp pp${prompts.at(-1)}`],
+    ['ppImageRatio', 'vs llama.cpp pp300 (text only: ours includes the image front end)'], ['pp', `prefill tok/s, ${prompts.at(-1)} text`], ['ppPeer', `llama.cpp pp${prompts.at(-1)}`],
     ['ppRatio', 'prefill ratio'], ['tg', `decode tok/s at depth ${depths.join(' / ')}`], ['tgPeer', 'llama.cpp decode'],
-    ['tgRatio', 'decode ratio'], ['tgPairs', 'decode at depth 0, interleaved pairs: ours / llama.cpp tok/s, ratio'], ['bound', 'decode bandwidth bound; ours at'], ['ttft', 'first token ms, 448x448 + question'],
+    ['tgRatio', 'decode ratio'], ['tgPairs', 'decode at depth 0, interleaved pairs: ours / llama.cpp tok/s, ratio'], ['bound', `decode bandwidth bound tok/s at depth ${depths.join(' / ')} (ours at % of it)`], ['ttft', 'first token ms, 448x448 + question'],
     ['rss', 'peak RSS (budget GGUF + KV + 150 MiB)'],
   ];
 
@@ -308,20 +314,23 @@ function report(final) {
     return columns.map(([k, h]) => `${h.padEnd(w)}  ${r[k]}`).join('\n');
   }
 
-  const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).stdout?.trim() || 'unknown';
+  // HOVLE_BENCH_COMMIT: where this tree's .git does not say (the GPU machine's copy of it).
+  const commit = process.env.HOVLE_BENCH_COMMIT || spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).stdout?.trim() || 'unknown';
   // BENCHMARKS.md itself is rewritten after every model, so it does not make the tree dirty.
   const outInTree = relative(root, resolve(args.out));
   const except = outInTree.startsWith('..') ? [] : ['--', '.', `:(exclude)${outInTree}`];
-  const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no', ...except], { cwd: root, encoding: 'utf8' })
+  const dirty = process.env.HOVLE_BENCH_COMMIT ? '' : spawnSync('git', ['status', '--porcelain', '--untracked-files=no', ...except], { cwd: root, encoding: 'utf8' })
     .stdout?.trim() ? ' (with uncommitted changes)' : '';
   const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
   const gpu = backend === 'cuda' ? spawnSync('nvidia-smi', ['--query-gpu=name,memory.total,driver_version', '--format=csv,noheader'], { encoding: 'utf8' }).stdout?.trim() : '';
   const date = new Date().toISOString().slice(0, 10);
   const header = [
     `machine: ${cpuModel}, ${cpus().length} logical CPUs, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${osType()} ${release()}${gpu ? `; GPU ${gpu}` : ''}`,
-    `hovle ${commit}${dirty}, ${date}, node ${process.version}; llama.cpp ${peer ? peer.build.commit?.slice(0, 12) ?? '' : 'not run'} (same pinned source)`,
+    `hovle ${commit}${dirty}, ${date}, node ${process.version}; llama.cpp ${peer ? `${peer.build.commit?.slice(0, 12) ?? '(commit unknown: no peer.json)'} (same pinned source)` : 'not run'}`,
     `settings: ${backend === 'cpu' ? 'CPU' : `${backend.toUpperCase()}, all layers on the GPU (llama-bench -ngl 99),`} ${threads} threads, up to ${rounds} rounds of ${reps} repetition(s) each side (speeds: median (min-max) of all runs; ` +
       `ratios: median (min-max) of the per-round ratios), KV f16, flash attention ${args['no-flash'] ? 'off' : 'on'} for both; ` +
+      `prefill micro-batch ${results[0]?.hovle.batchSize ?? '-'} ours, ${results[0]?.llama?.ubatch ?? '-'} llama.cpp (each side's default); ` +
+      `load: mapped weights read in at load (prefetch), the first load after dropping the page cache where allowed (root); ` +
       `prompts ${prompts.join(',')}, decode ${decodeTokens} tokens at depths ${depths.join(', ')}` +
       (peer && pairs > 0 ? `; then ${pairs} interleaved decode pairs per type (fresh processes, 3 x ${decodeTokens} tokens each side)` : ''),
     `memory read bandwidth: ${(bandwidth / 1e9).toFixed(1)} GB/s (${(bw.min / 1e9).toFixed(1)}-${(bw.max / 1e9).toFixed(1)} over the rounds; ${bandwidthSource})`,
@@ -335,8 +344,8 @@ function report(final) {
     'Written by `npm run bench` (bench/run.mjs); do not edit by hand. Models are the full-size',
     'synthetic HoVLE (random weights, real 2.6B shapes) and, for llama.cpp, an InternLM2 GGUF with',
     'the same 32 decoder layers, widths and vocabulary, quantized by llama.cpp itself. Ratios are',
-    'ours / llama.cpp (above 1 is faster). The decode bound is memory bandwidth / weight bytes read',
-    'per token.',
+    'ours / llama.cpp (above 1 is faster). The decode bound is memory bandwidth / bytes read per',
+    'token: the weights of every block and the head, and the KV cache of every cached position.',
     '',
     ...header.map((h) => `- ${h}`),
     '',

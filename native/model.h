@@ -80,6 +80,8 @@ struct TensorSpec {
 struct LoadOptions {
   std::string device = "CPU";  // ggml device for offloaded weights
   bool mmap = true;            // CPU-resident weights are mapped from the file
+  // Mapped weights are read in at load (as llama.cpp's MAP_POPULATE), not at the first compute.
+  bool prefetch = true;
   int gpu_layers = -1;         // decoder blocks (counted from the top) on the device; -1: all
   bool vision_on_device = true;  // patch/position embeddings and projection on the device
   // CPU matmul weights go into ggml's repacked layouts (e.g. Q4_0/Q4_K as 8x8 interleaved

@@ -548,6 +548,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
     }
     opts.device = spec.Get("device").ToString();
     opts.mmap = spec.Get("mmap").ToBoolean();
+    opts.prefetch = spec.Get("prefetch").ToBoolean();
     // -1: all; Int32Value would turn 2^32 into 0 layers.
     opts.gpu_layers = spec.Get("gpuLayers").IsNumber() ? IntAt(spec, "gpuLayers", -1, INT_MAX) : -1;
     opts.vision_on_device = spec.Get("visionOnDevice").ToBoolean();

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -87,6 +88,27 @@ bool AllFinite(const uint8_t* p, size_t nbytes, ggml_type type) {
   }
   return true;
 }
+
+#ifndef _WIN32
+// Faults in [lo, hi) of a read-only mapping in 64 MiB steps, each announced with MADV_WILLNEED
+// first so that the kernel reads it in large requests rather than by readahead windows. `step`
+// gets the fraction done after each (and may throw to stop).
+void PrefetchMapped(const uint8_t* base, size_t lo, size_t hi, const std::function<void(double)>& step) {
+  if (hi <= lo) return;
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t start = lo / page * page;
+  constexpr size_t kChunk = size_t{64} << 20;
+  volatile uint8_t sink = 0;
+  for (size_t at = start; at < hi; at += kChunk) {
+    const size_t end = std::min(hi, at + kChunk);
+    madvise(const_cast<uint8_t*>(base) + at, end - at, MADV_WILLNEED);
+    uint8_t acc = 0;
+    for (size_t p = at; p < end; p += page) acc ^= base[p];
+    sink = sink ^ acc;
+    step(static_cast<double>(end - start) / static_cast<double>(hi - start));
+  }
+}
+#endif
 
 }  // namespace
 
@@ -352,13 +374,27 @@ std::shared_ptr<Model> Model::Load(const std::string& path, const HParams& hp, c
     if (buf == nullptr) throw Error("OUT_OF_MEMORY", "cannot wrap the mapped file in a ggml buffer");
     ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
     model->buffers_.push_back(buf);
+    size_t lo = file_size, hi = 0;
+    double mapped = 0;
     for (Placed* e : cpu_set) {
       // PROT_READ mapping: ggml only reads weights, never writes them.
       if (ggml_backend_tensor_alloc(buf, e->t, base + e->off) != GGML_STATUS_SUCCESS) {
         throw Error("INTERNAL", std::string("cannot place ") + e->t->name);
       }
-      done += static_cast<double>(ggml_nbytes(e->t));
+      lo = std::min<size_t>(lo, e->off);
+      hi = std::max<size_t>(hi, e->off + ggml_nbytes(e->t));
+      mapped += static_cast<double>(ggml_nbytes(e->t));
     }
+    if (opts.prefetch) {
+      // Read the mapped weights now, as llama.cpp does: otherwise load() returns before the disk
+      // is read and the first answer faults gigabytes in (8.8 s for Q8_0 from a cold cache here),
+      // without progress or abort. The pages stay the page cache's: nothing is copied.
+      PrefetchMapped(base, lo, hi, [&](double fraction) {
+        if (cancel.load()) throw Error("ABORTED", "model loading was aborted");
+        progress(done + mapped * fraction, total);
+      });
+    }
+    done += mapped;
   }
 #endif
   progress(total, total);

@@ -2,6 +2,7 @@
 // error with the numbers (needed, available, where the figure came from), not an allocation the
 // kernel overcommits and the OOM killer settles later. HOVLE_MEMORY_LIMIT_BYTES caps what counts
 // as available, so the tests do not depend on this machine's memory.
+import { copyFileSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
@@ -137,14 +138,12 @@ describe('contexts', () => {
     ctx.dispose();
   });
 
-  it('a context larger than any machine fails on the real figures too, and fast', async () => {
+  it('a context larger than any machine fails on the real figures too, allocating nothing', async () => {
     // 2^31 - 1 positions of f16 cache: 1 TiB.
     const rss = process.memoryUsage().rss;
-    const t0 = performance.now();
     const err = await failure(model.createContext({ contextSize: 2 ** 31 - 1 }));
     expect(err.code).toBe('OUT_OF_MEMORY');
     expect(err.message).toMatch(/needs 1048576\.0 MiB, [\d.]+ MiB available in host memory \((MemAvailable|the memory limit of cgroup|free host memory)/);
-    expect(performance.now() - t0).toBeLessThan(5000);
     expect(process.memoryUsage().rss - rss).toBeLessThan(64 * MiB);
     await expect(model.createContext({ contextSize: 2 ** 31 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await healthy(reference);
@@ -180,6 +179,36 @@ describe('weights', () => {
     const copied = await HovleModel.load(path, { mmap: false });
     copied.dispose();
     await healthy(reference);
+  });
+
+  it.runIf(process.platform === 'linux')('mapped weights are read in at load (prefetch); prefetch: false leaves them to the first compute', async () => {
+    // A copy of its own, so that only these loads map it.
+    const copy = join(dir, 'prefetch.gguf');
+    copyFileSync(path, copy);
+    // Resident bytes of this process's mappings of `copy` (/proc/self/smaps).
+    const mappedRss = () => {
+      let kb = 0;
+      let inCopy = false;
+      for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+        if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) inCopy = line.endsWith(copy);
+        else if (inCopy && line.startsWith('Rss:')) kb += Number(/(\d+)/.exec(line)![1]);
+      }
+      return kb * 1024;
+    };
+    const size = statSync(copy).size;
+    const progress: number[] = [];
+    const eager = await HovleModel.load(copy, { onProgress: (f) => progress.push(f) });
+    expect(mappedRss()).toBeGreaterThan(0.9 * size);
+    expect(progress.at(-1)).toBe(1);
+    eager.dispose();
+    const lazy = await HovleModel.load(copy, { prefetch: false });
+    expect(mappedRss()).toBeLessThan(0.1 * size);
+    const s = await Session.create(lazy, { contextSize: 512, threads: 1 });
+    expect((await s.ask('Hello!', { maxTokens: 8 })).tokens).toEqual(reference);
+    // Paged in by the computes that read them (a text answer leaves the image front end out).
+    expect(mappedRss()).toBeGreaterThan(0.5 * size);
+    s.dispose();
+    lazy.dispose();
   });
 
   it('repacked weights are copies, and are checked', async () => {

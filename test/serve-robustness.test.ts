@@ -223,14 +223,13 @@ describe('oversized input', () => {
 
   it('a prompt megabytes over the context is refused from its length, without tokenizing it', async () => {
     const { base } = await start({ maxBodyBytes: 64 * 1024 * 1024 });
-    const t0 = performance.now();
     const res = await post(base, ask('many words '.repeat(2_000_000), 1)); // 22 MB
     expect(res.status).toBe(400);
     const err = await errorOf(res);
     expect(err.code).toBe('CONTEXT_FULL');
+    // "at least": the refusal of the length pre-check, which counts characters instead of
+    // tokenizing 22 MB (seconds of work).
     expect(err.message).toMatch(/needs at least \d+ positions/);
-    // Tokenizing 22 MB would block the event loop for seconds; counting characters takes far less.
-    expect(performance.now() - t0).toBeLessThan(20_000);
     expect((await post(base, ask('Hi', 2))).status).toBe(200);
   });
 });
@@ -325,10 +324,8 @@ describe('slow clients', () => {
     events.length = 0;
     writes = 0;
     const stuck = response(0);
-    const t0 = performance.now();
     const err = await job(stuck, 300).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'client_stalled' });
-    expect(performance.now() - t0).toBeGreaterThanOrEqual(290);
     expect(stuck.destroyed).toBe(true);
     // Only the events until the buffer passed its mark were produced, not 40 tokens' worth.
     expect(writes).toBeLessThan(6);

@@ -43,11 +43,18 @@ export interface BenchResult {
   /** Bytes of weights read for one decode step at depth 0 (every decoder block and the head). */
   bytesPerToken: number;
   kvBytes: number;
+  /** KV cache bytes per cached position: what a decode step at depth d reads on top, d times. */
+  kvBytesPerPosition: number;
+  /** Positions a prefill computes per graph (the context's micro-batch). */
+  batchSize: number;
   device: string;
   threads: number | undefined;
   kvType: string;
   flashAttention: boolean;
-  /** First load in the process (cold if the page cache was dropped beforehand), then reloads. */
+  /**
+   * First load in the process (cold if the page cache was dropped beforehand), then reloads.
+   * With the default prefetch a load reads mapped weights in, so a cold figure includes the disk.
+   */
   loadFirstMs: number;
   loadWarmMs: Spread;
   /** The image front end (patch embedding, pixel shuffle, projection) per tile count. */
@@ -148,15 +155,15 @@ export async function benchModel(path: string, options: BenchOptions = {}): Prom
   const ctxOptions: ContextOptions = { ...options.context, flashAttention, kvType: kvType as ContextOptions['kvType'], contextSize };
   const ctx: ModelContext = await model.createContext(ctxOptions);
   const { kvBytes } = ctx.memory;
+  const kvBytesPerPosition = kvBytes / ctx.contextSize;
   const ids = (n: number, first = true) => {
     const out = first ? [model.vocab.bosId] : [];
     while (out.length < n) out.push(next());
     return out;
   };
 
-  // Untimed: the first evaluation after a load pages in every weight that is mapped rather than
-  // copied (all of them at Q8_0 and F16, the head and the token table otherwise), from disk when
-  // the load was cold. llama-bench's warm-up run does the same for its side.
+  // Untimed: the first graphs after a load (buffers, CPU caches; with prefetch off, the mapped
+  // weights' pages too). llama-bench's warm-up run does the same for its side.
   step('warm-up');
   await ctx.encodeImages([syntheticTiles(model, 1)]);
   await ctx.evaluate(ids(16), [], { logits: 'last' });
@@ -253,6 +260,8 @@ export async function benchModel(path: string, options: BenchOptions = {}): Prom
     weightTypes,
     bytesPerToken,
     kvBytes,
+    kvBytesPerPosition,
+    batchSize: ctx.batchSize,
     device: model.device,
     threads: options.context?.threads,
     kvType,

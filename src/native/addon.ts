@@ -108,6 +108,7 @@ export interface NativeModelSpec {
   tensors: Array<{ name: string; role: string; block: number; dims: number[] }>;
   device: string;
   mmap: boolean;
+  prefetch: boolean;
   gpuLayers: number;
   visionOnDevice: boolean;
   repack: boolean;

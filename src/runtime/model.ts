@@ -24,6 +24,12 @@ export interface LoadModelOptions {
   /** Map CPU-resident weights from the file instead of copying them. Default true. */
   mmap?: boolean;
   /**
+   * Read the mapped weights in during load (with progress and abort), as llama.cpp does, so
+   * that the first answer does not wait for the disk. Default true; false makes load() return
+   * once the file is mapped and leaves the reading to the first computes that touch each page.
+   */
+  prefetch?: boolean;
+  /**
    * Decoder blocks (of the 32, counted from the top) whose weights and KV cache go on the
    * device; the rest stay on the CPU. Default: all. The output head goes along only when all
    * blocks do; the token table always stays on the CPU.
@@ -147,6 +153,7 @@ export class HovleModel {
       tensors: expected.map((t) => ({ name: t.gguf, role: t.def.role, block: t.block ?? -1, dims: t.dims })),
       device,
       mmap: options.mmap ?? true,
+      prefetch: options.prefetch ?? true,
       // Past the block count means all of them; the native side reads a 32-bit count.
       gpuLayers: options.gpuLayers === undefined ? -1 : Math.min(options.gpuLayers, 2 ** 31 - 1),
       visionOnDevice: options.visionOnDevice ?? true,
@@ -227,7 +234,7 @@ export class HovleModel {
       flashAttention: options.flashAttention ?? true,
       kvType: options.kvType ?? 'f16',
     });
-    return new ModelContext(this, native, contextSize, embeddingContextSize);
+    return new ModelContext(this, native, contextSize, embeddingContextSize, batchSize);
   }
 
   dispose(): void {
@@ -328,7 +335,11 @@ export class ModelContext {
   /** The cancel flag of the evaluate() call running: dispose() sets it. */
   private inflight: NativeCancelFlag | undefined;
 
-  constructor(readonly model: HovleModel, native: NativeContext, readonly contextSize: number, readonly embeddingContextSize: number) {
+  constructor(
+    readonly model: HovleModel, native: NativeContext, readonly contextSize: number, readonly embeddingContextSize: number,
+    /** Positions a prefill computes per graph (ContextOptions.batchSize). */
+    readonly batchSize: number,
+  ) {
     this.native = native;
   }
 
@@ -365,7 +376,7 @@ export class ModelContext {
 
   /** A new context holding a copy of this one's cache: branch several continuations from one prefix. */
   fork(): Promise<ModelContext> {
-    return this.serial(async () => new ModelContext(this.model, await this.ctx().fork(), this.contextSize, this.embeddingContextSize));
+    return this.serial(async () => new ModelContext(this.model, await this.ctx().fork(), this.contextSize, this.embeddingContextSize, this.batchSize));
   }
 
   /**

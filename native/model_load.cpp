@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "errors.h"
@@ -90,23 +91,28 @@ bool AllFinite(const uint8_t* p, size_t nbytes, ggml_type type) {
 }
 
 #ifndef _WIN32
-// Faults in [lo, hi) of a read-only mapping, one read per page in order, in 64 MiB steps; `step`
-// gets the fraction done after each (and may throw to stop). A sequential walk lets the kernel's
-// readahead work. Measured on Q8_0 (2.5 GB) from a dropped page cache, alternating (this VM's
-// disk varies 2x): 1.3-1.7 s; with MADV_WILLNEED on each step first 2.8-4.4 s, MAP_POPULATE
-// 1.8 s, MADV_POPULATE_READ 1.5-2.6 s, and the last two left the mapping slow to walk again.
-void PrefetchMapped(const uint8_t* base, size_t lo, size_t hi, const std::function<void(double)>& step) {
-  if (hi <= lo) return;
+// Faults in the byte ranges `runs` ([begin, end) offsets, sorted, disjoint) of a read-only
+// mapping, one read per page in order, in 64 MiB steps; `step` gets the fraction done after each
+// (and may throw to stop). A sequential walk lets the kernel's readahead work. Measured on Q8_0
+// (2.5 GB) from a dropped page cache, alternating (this VM's disk varies 2x): 1.3-1.7 s; with
+// MADV_WILLNEED on each step first 2.8-4.4 s, MAP_POPULATE 1.8 s, MADV_POPULATE_READ 1.5-2.6 s,
+// and the last two left the mapping slow to walk again.
+void PrefetchMapped(const uint8_t* base, const std::vector<std::pair<size_t, size_t>>& runs, const std::function<void(double)>& step) {
+  double total = 0, done = 0;
+  for (const auto& [b, e] : runs) total += static_cast<double>(e - b);
+  if (total <= 0) return;
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  const size_t start = lo / page * page;
   constexpr size_t kChunk = size_t{64} << 20;
   volatile uint8_t sink = 0;
-  for (size_t at = start; at < hi; at += kChunk) {
-    const size_t end = std::min(hi, at + kChunk);
-    uint8_t acc = 0;
-    for (size_t p = at; p < end; p += page) acc ^= base[p];
-    sink = sink ^ acc;
-    step(static_cast<double>(end - start) / static_cast<double>(hi - start));
+  for (const auto& [begin, end] : runs) {
+    for (size_t at = begin / page * page; at < end; at += kChunk) {
+      const size_t stop = std::min(end, at + kChunk);
+      uint8_t acc = 0;
+      for (size_t p = at; p < stop; p += page) acc ^= base[p];
+      sink = sink ^ acc;
+      done += static_cast<double>(stop - std::max(at, begin));
+      step(done / total);
+    }
   }
 }
 #endif
@@ -375,22 +381,30 @@ std::shared_ptr<Model> Model::Load(const std::string& path, const HParams& hp, c
     if (buf == nullptr) throw Error("OUT_OF_MEMORY", "cannot wrap the mapped file in a ggml buffer");
     ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
     model->buffers_.push_back(buf);
-    size_t lo = file_size, hi = 0;
+    std::vector<std::pair<size_t, size_t>> runs;  // what prefetch reads: merged tensor ranges
     double mapped = 0;
     for (Placed* e : cpu_set) {
       // PROT_READ mapping: ggml only reads weights, never writes them.
       if (ggml_backend_tensor_alloc(buf, e->t, base + e->off) != GGML_STATUS_SUCCESS) {
         throw Error("INTERNAL", std::string("cannot place ") + e->t->name);
       }
-      lo = std::min<size_t>(lo, e->off);
-      hi = std::max<size_t>(hi, e->off + ggml_nbytes(e->t));
       mapped += static_cast<double>(ggml_nbytes(e->t));
+      // The token table is read a row per token: most of it is never touched, and reading it
+      // all would add its size (106 MB at Q4_0, 380 MB at F16) to the resident set for nothing.
+      if (e->role != "token_embd") runs.emplace_back(e->off, e->off + ggml_nbytes(e->t));
+    }
+    std::sort(runs.begin(), runs.end());
+    std::vector<std::pair<size_t, size_t>> merged;
+    for (const auto& r : runs) {
+      if (!merged.empty() && r.first <= merged.back().second) merged.back().second = std::max(merged.back().second, r.second);
+      else merged.push_back(r);
     }
     if (opts.prefetch) {
       // Read the mapped weights now, as llama.cpp does: otherwise load() returns before the disk
       // is read and the first answer faults gigabytes in, without progress or abort, in whatever
-      // order its graph touches them. The pages stay the page cache's: nothing is copied.
-      PrefetchMapped(base, lo, hi, [&](double fraction) {
+      // order its graph touches them. The pages stay the page cache's: nothing is copied. Only
+      // the mapped tensors' own bytes: repacked ones lie between them in the file, and are copies.
+      PrefetchMapped(base, merged, [&](double fraction) {
         if (cancel.load()) throw Error("ABORTED", "model loading was aborted");
         progress(done + mapped * fraction, total);
       });

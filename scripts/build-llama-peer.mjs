@@ -92,7 +92,8 @@ if (!haveCcache) log('ccache not found: building without a compiler cache');
 
 if (!existsSync(join(llamaDir, 'CMakeLists.txt'))) {
   log(`no llama.cpp in ${llamaDir}; fetching it`);
-  run(process.execPath, [join(root, 'scripts', 'fetch-llama.mjs')], { cwd: root });
+  // The whole tree: a slim one (ggml only) cannot build llama-bench.
+  run(process.execPath, [join(root, 'scripts', 'fetch-llama.mjs')], { cwd: root, env: { ...process.env, HOVLE_LLAMA_SLIM: '0' } });
 }
 const commit = capture('git', ['rev-parse', 'HEAD'], llamaDir);
 if (!commit) fail(`${llamaDir} is not a git checkout (run node scripts/fetch-llama.mjs)`);

@@ -88,7 +88,11 @@ if (args.arch) common.push('--arch', args.arch);
 const cmakeDefines = Object.entries(defines).map(([k, v]) => `--CD${k}=${v}`);
 
 // Different checkouts of the same tree share ccache hits (CI clones into a fresh folder).
-const env = { CCACHE_BASEDIR: root, CCACHE_NOHASHDIR: 'true' };
+// ggml's CMake asks git for its commit: a slim checkout (fetch-llama.mjs, installed under
+// node_modules) has no .git, and git must not answer from the enclosing project's repository.
+const llamaDir = process.env.HOVLE_LLAMA_DIR ? resolve(process.env.HOVLE_LLAMA_DIR) : join(root, 'deps', 'llama.cpp');
+const ceiling = [dirname(llamaDir), process.env.GIT_CEILING_DIRECTORIES].filter(Boolean).join(':');
+const env = { CCACHE_BASEDIR: root, CCACHE_NOHASHDIR: 'true', GIT_CEILING_DIRECTORIES: ceiling };
 const started = Date.now();
 run(process.execPath, [cmakeJs, 'configure', ...common, ...cmakeDefines], env);
 const jobs = args.jobs ?? String(availableParallelism());

@@ -3,13 +3,17 @@
 //   1. `npm pack` the pinned node-llama-cpp tarball into a per-user cache,
 //   2. verify the tarball against the sha512 integrity pinned in scripts/llama-pin.json,
 //   3. extract only llama/gitRelease.bundle and clone it into deps/llama.cpp at the pinned commit,
-//   4. apply the documented patches in scripts/patches/.
-// A stamp file makes re-runs a no-op while pin and patches are unchanged.
+//   4. apply the documented patches in scripts/patches/,
+//   5. installed as a dependency (under node_modules/, or HOVLE_LLAMA_SLIM=1), keep only what the
+//      addon builds from: ggml/, vendor/ and the licence (31 MB instead of 207 with git history,
+//      docs and vocabulary files; the benchmark's llama-bench build needs the whole tree).
+// A stamp file makes re-runs a no-op while pin, patches and slimness are unchanged.
+// Needs git (to read the bundle), tar and npm.
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, createReadStream } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, createReadStream } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -21,13 +25,22 @@ const cacheDir = process.env.HOVLE_CACHE_DIR
   : join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'hovle');
 const tarballName = `${pin.npmPackage}-${pin.npmVersion}.tgz`;
 const tarball = join(cacheDir, tarballName);
+const slim = process.env.HOVLE_LLAMA_SLIM ? process.env.HOVLE_LLAMA_SLIM === '1' : root.split(sep).includes('node_modules');
+const KEEP_SLIM = ['ggml', 'vendor', 'LICENSE', 'licenses', '.hovle-stamp'];
 
 function log(msg) {
   process.stderr.write(`[fetch-llama] ${msg}\n`);
 }
 
 function run(cmd, args, opts = {}) {
-  return execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], ...opts }).toString().trim();
+  try {
+    return execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], ...opts }).toString().trim();
+  } catch (err) {
+    if (err.code === 'ENOENT') {
+      throw new Error(`${cmd} is not installed, and building hovle needs it to unpack llama.cpp's source (install ${cmd}, e.g. apt-get install -y ${cmd})`);
+    }
+    throw err;
+  }
 }
 
 async function sriOf(file) {
@@ -40,6 +53,7 @@ async function sriOf(file) {
 function stampContent() {
   const h = createHash('sha256');
   h.update(JSON.stringify(pin));
+  h.update(slim ? 'slim' : 'full');
   for (const p of pin.patches) h.update(readFileSync(join(root, 'scripts', 'patches', p)));
   return h.digest('hex');
 }
@@ -96,13 +110,16 @@ async function main() {
       run('git', ['apply', '--whitespace=nowarn', join(root, 'scripts', 'patches', p)], { cwd: tmpDest });
     }
     writeFileSync(join(tmpDest, '.hovle-stamp'), want);
+    if (slim) {
+      for (const entry of readdirSync(tmpDest)) if (!KEEP_SLIM.includes(entry)) rmSync(join(tmpDest, entry), { recursive: true, force: true });
+    }
     rmSync(destDir, { recursive: true, force: true });
     renameSync(tmpDest, destDir);
   } finally {
     rmSync(work, { recursive: true, force: true });
     rmSync(tmpDest, { recursive: true, force: true });
   }
-  log(`llama.cpp ${pin.commit.slice(0, 7)} ready in ${destDir}`);
+  log(`llama.cpp ${pin.commit.slice(0, 7)} ready in ${destDir}${slim ? ' (ggml and vendor only)' : ''}`);
 }
 
 main().catch((err) => {

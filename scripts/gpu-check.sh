@@ -131,6 +131,7 @@ done
 left=$(( deadline - ($(date +%s) - t0) ))
 say "4. bench (${left} s left)"
 [ "$left" -gt 30 ] || exit 1
+[ -e "$pack/hovle-commit" ] && export HOVLE_BENCH_COMMIT="$(cat "$pack/hovle-commit")"
 timeout "$left" node bench/run.mjs --backend cuda --peer-bin "$bin" --models "$models" --types "$types" \
   --rounds "$rounds" --reps "$reps" --pairs "$pairs" --out "$out/BENCHMARKS-cuda.md"
 say "done"

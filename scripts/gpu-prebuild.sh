@@ -83,6 +83,9 @@ for f in hovle.node llama-bench llama-quantize membw-cuda; do
   xz -T0 -6 "$pack/$f"
 done
 cp "$out/node.tar.xz" "$out/time" "$out/peer.json" "$out/build-info.json" "$pack/"
+# The commit these were built from, for the GPU machine's BENCHMARKS-cuda.md header: its copy of
+# .git need not say (bench/run.mjs reads HOVLE_BENCH_COMMIT).
+echo "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- native src CMakeLists.txt scripts || echo ' (with uncommitted changes)')" > "$pack/hovle-commit"
 cp "$(cc -print-file-name=libgomp.so.1)" "$pack/"
 for f in hovle.node llama-bench llama-quantize; do
   echo "  $f needs: $(ldd "$out/$f" | awk '/=>/ {print $1}' | tr '\n' ' ')"

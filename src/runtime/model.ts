@@ -48,6 +48,7 @@ export interface LoadModelOptions {
    */
   repack?: boolean;
   signal?: AbortSignal;
+  /** Fractions of the weights placed, rising to 1, which is reported before load() resolves. */
   onProgress?: (fraction: number) => void;
 }
 
@@ -163,11 +164,21 @@ export class HovleModel {
       throw new HovleError('INVALID_ARGUMENT', 'gpuLayers must be a non-negative integer');
     }
     if (options.signal?.aborted) throw new HovleError('ABORTED', 'model loading was aborted');
-    const task = addon.loadModel(path, spec, options.onProgress ? (d, t) => options.onProgress!(t > 0 ? d / t : 1) : undefined);
+    // Progress arrives from the loading thread without blocking it, so the last reports can land
+    // after the load has settled: those are dropped, and 1 is reported before load() resolves.
+    const onProgress = options.onProgress;
+    let last = 0;
+    let settled = false;
+    const task = addon.loadModel(path, spec, onProgress ? (d, t) => {
+      if (settled) return;
+      last = t > 0 ? d / t : 1;
+      onProgress(last);
+    } : undefined);
     const onAbort = () => task.cancel();
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const native = await task.promise;
+      const native = await task.promise.finally(() => void (settled = true));
+      if (onProgress && last < 1 && !options.signal?.aborted) onProgress(1);
       if (options.signal?.aborted) {
         native.dispose();
         throw new HovleError('ABORTED', 'model loading was aborted');

@@ -52,25 +52,27 @@ void CheckSize(double w, double h, const DecodeOptions& opts) {
   }
 }
 
+// Integers as the formats store them: PNG big-endian, GIF and BMP little-endian.
+uint32_t Be32(const uint8_t* p) { return (static_cast<uint32_t>(p[0]) << 24) | (p[1] << 16) | (p[2] << 8) | p[3]; }
+uint32_t Le16(const uint8_t* p) { return static_cast<uint32_t>(p[0] | (p[1] << 8)); }
+uint32_t Le32(const uint8_t* p) { return p[0] | (p[1] << 8) | (p[2] << 16) | (static_cast<uint32_t>(p[3]) << 24); }
+
 // Header dimensions of PNG, GIF and BMP, read directly so that a decompression bomb is refused
 // by size even where stb would only say "unknown image type". False when not recognised.
 bool SniffSize(const uint8_t* d, size_t n, double* w, double* h) {
-  auto be32 = [&](size_t o) { return (static_cast<uint32_t>(d[o]) << 24) | (d[o + 1] << 16) | (d[o + 2] << 8) | d[o + 3]; };
-  auto le16 = [&](size_t o) { return static_cast<uint32_t>(d[o] | (d[o + 1] << 8)); };
-  auto le32 = [&](size_t o) { return static_cast<int32_t>(d[o] | (d[o + 1] << 8) | (d[o + 2] << 16) | (static_cast<uint32_t>(d[o + 3]) << 24)); };
   if (n >= 24 && std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0) {
-    *w = be32(16);
-    *h = be32(20);
+    *w = Be32(d + 16);
+    *h = Be32(d + 20);
     return true;
   }
   if (n >= 10 && std::memcmp(d, "GIF8", 4) == 0) {
-    *w = le16(6);
-    *h = le16(8);
+    *w = Le16(d + 6);
+    *h = Le16(d + 8);
     return true;
   }
   if (n >= 26 && d[0] == 'B' && d[1] == 'M') {
-    *w = std::abs(static_cast<double>(le32(18)));
-    *h = std::abs(static_cast<double>(le32(22)));
+    *w = std::abs(static_cast<double>(static_cast<int32_t>(Le32(d + 18))));
+    *h = std::abs(static_cast<double>(static_cast<int32_t>(Le32(d + 22))));
     return true;
   }
   return false;
@@ -82,13 +84,11 @@ bool SniffSize(const uint8_t* d, size_t n, double* w, double* h) {
 bool BmpTruncated(const uint8_t* d, size_t n) {
   if (n < 2 || d[0] != 'B' || d[1] != 'M') return false;
   if (n < 18) return true;
-  auto le16 = [&](size_t o) { return static_cast<uint32_t>(d[o] | (d[o + 1] << 8)); };
-  auto le32 = [&](size_t o) { return static_cast<uint32_t>(d[o] | (d[o + 1] << 8) | (d[o + 2] << 16) | (static_cast<uint32_t>(d[o + 3]) << 24)); };
-  const uint32_t header = le32(14);
+  const uint32_t header = Le32(d + 14);
   if (n - 14 < header) return true;  // the info header itself is cut
   if (header < 40) return false;
-  const uint32_t offset = le32(10), bpp = le16(28), compression = le32(30);
-  const int64_t w = static_cast<int32_t>(le32(18)), h = static_cast<int32_t>(le32(22));
+  const uint32_t offset = Le32(d + 10), bpp = Le16(d + 28), compression = Le32(d + 30);
+  const int64_t w = static_cast<int32_t>(Le32(d + 18)), h = static_cast<int32_t>(Le32(d + 22));
   if ((compression != 0 && compression != 3) || w <= 0 || bpp == 0 || bpp > 32) return false;
   const uint64_t row = (static_cast<uint64_t>(w) * bpp + 31) / 32 * 4;
   return static_cast<uint64_t>(offset) + row * static_cast<uint64_t>(h < 0 ? -h : h) > n;
@@ -106,15 +106,13 @@ struct Bmp16Levels {
 Bmp16Levels ReadBmp16Levels(const uint8_t* d, size_t n) {
   Bmp16Levels b;
   if (n < 54 || d[0] != 'B' || d[1] != 'M') return b;
-  auto le16 = [&](size_t o) { return static_cast<uint32_t>(d[o] | (d[o + 1] << 8)); };
-  auto le32 = [&](size_t o) { return static_cast<uint32_t>(d[o] | (d[o + 1] << 8) | (d[o + 2] << 16) | (static_cast<uint32_t>(d[o + 3]) << 24)); };
-  if (le32(14) < 40 || le16(28) != 16) return b;
-  const uint32_t compression = le32(30);
+  if (Le32(d + 14) < 40 || Le16(d + 28) != 16) return b;
+  const uint32_t compression = Le32(d + 30);
   uint32_t masks[3] = {0x7c00, 0x03e0, 0x001f};  // BI_RGB: 5-5-5
   if (compression == 3) {
     // BI_BITFIELDS: the masks follow a 40-byte header and are inside a larger one.
     if (n < 66) return b;
-    for (int c = 0; c < 3; ++c) masks[c] = le32(54 + 4 * c);
+    for (int c = 0; c < 3; ++c) masks[c] = Le32(d + 54 + 4 * c);
   } else if (compression != 0) {
     return b;
   }
@@ -167,7 +165,6 @@ GifFirstFrame ReadGifFirstFrame(const uint8_t* d, size_t n) {
     g.truncated = true;
     return g;
   }
-  auto le16 = [&](size_t o) { return static_cast<int>(d[o] | (d[o + 1] << 8)); };
   const uint8_t* palette = nullptr;
   size_t palette_n = 0;
   if (d[10] & 0x80) {  // global colour table
@@ -198,10 +195,10 @@ GifFirstFrame ReadGifFirstFrame(const uint8_t* d, size_t n) {
     return g;
   }
   GifFill& f = g.fill;
-  f.left = le16(p + 1);
-  f.top = le16(p + 3);
-  f.width = le16(p + 5);
-  f.height = le16(p + 7);
+  f.left = static_cast<int>(Le16(d + p + 1));
+  f.top = static_cast<int>(Le16(d + p + 3));
+  f.width = static_cast<int>(Le16(d + p + 5));
+  f.height = static_cast<int>(Le16(d + p + 7));
   const uint8_t flags = d[p + 9];
   p += 10;
   if (flags & 0x80) {
@@ -244,19 +241,18 @@ bool IsGray16Png(const uint8_t* d, size_t n) {
 //   next chunk and fails. The copy ends with IEND. (A cut chunk is left for stb to refuse.)
 std::vector<uint8_t> RepairedPng(const uint8_t* d, size_t n) {
   if (n < 8 || std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) != 0) return {};
-  auto be32 = [&](size_t o) { return (static_cast<uint32_t>(d[o]) << 24) | (d[o + 1] << 16) | (d[o + 2] << 8) | d[o + 3]; };
-  auto empty_idat = [&](size_t p) { return be32(p) == 0 && std::memcmp(d + p + 4, "IDAT", 4) == 0; };
+  auto empty_idat = [&](size_t p) { return Be32(d + p) == 0 && std::memcmp(d + p + 4, "IDAT", 4) == 0; };
   bool has_empty_idat = false, has_iend = false;
   size_t p = 8;
-  for (; p + 12 <= n && be32(p) <= n - p - 12; p += 12 + be32(p)) {
+  for (; p + 12 <= n && Be32(d + p) <= n - p - 12; p += 12 + Be32(d + p)) {
     has_empty_idat = has_empty_idat || empty_idat(p);
     has_iend = has_iend || std::memcmp(d + p + 4, "IEND", 4) == 0;
   }
   const bool add_iend = !has_iend && p == n;
   if (!has_empty_idat && !add_iend) return {};
   std::vector<uint8_t> out(d, d + 8);
-  for (p = 8; p + 12 <= n && be32(p) <= n - p - 12; p += 12 + be32(p)) {
-    if (!empty_idat(p)) out.insert(out.end(), d + p, d + p + 12 + be32(p));
+  for (p = 8; p + 12 <= n && Be32(d + p) <= n - p - 12; p += 12 + Be32(d + p)) {
+    if (!empty_idat(p)) out.insert(out.end(), d + p, d + p + 12 + Be32(d + p));
   }
   out.insert(out.end(), d + p, d + n);  // a malformed or cut tail, left for stb to judge
   static const uint8_t kIend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xAE, 0x42, 0x60, 0x82};
@@ -279,12 +275,8 @@ int ExifOrientation(const uint8_t* d, size_t n) {
       const size_t tn = seg_len - 6;
       const bool le = t[0] == 'I' && t[1] == 'I';
       if (!le && !(t[0] == 'M' && t[1] == 'M')) return 1;
-      auto u16 = [&](size_t o) -> unsigned { return o + 2 > tn ? 0 : le ? t[o] | (t[o + 1] << 8) : (t[o] << 8) | t[o + 1]; };
-      auto u32 = [&](size_t o) -> size_t {
-        if (o + 4 > tn) return 0;
-        return le ? t[o] | (t[o + 1] << 8) | (t[o + 2] << 16) | (static_cast<size_t>(t[o + 3]) << 24)
-                  : (static_cast<size_t>(t[o]) << 24) | (t[o + 1] << 16) | (t[o + 2] << 8) | t[o + 3];
-      };
+      auto u16 = [&](size_t o) -> unsigned { return o + 2 > tn ? 0 : le ? Le16(t + o) : (t[o] << 8) | t[o + 1]; };
+      auto u32 = [&](size_t o) -> size_t { return o + 4 > tn ? 0 : le ? Le32(t + o) : Be32(t + o); };
       const size_t ifd = u32(4);
       const unsigned count = u16(ifd);
       for (unsigned i = 0; i < count; ++i) {

@@ -15,6 +15,7 @@ import type { GgufValue } from '../src/gguf/format.js';
 import { readGguf } from '../src/gguf/reader.js';
 import { encodeHeader } from '../src/gguf/writer.js';
 import { HovleModel } from '../src/runtime/model.js';
+import { Session } from '../src/session/session.js';
 import { ggufLayout, type GgufLayout } from './helpers/gguf-layout.js';
 import { FIXTURES, tempDir, TINY } from './helpers/tmp.js';
 
@@ -231,6 +232,49 @@ describe('general.alignment', () => {
     await expectRefused('alignment 0', renamed((b, at) => b.writeUInt32LE(0, at)), /general\.alignment must be a power-of-two u32/);
     await expectRefused('alignment 3', renamed((b, at) => b.writeUInt32LE(3, at)), /general\.alignment must be a power-of-two u32/);
     await expectRefused('alignment as i32', renamed((b, at) => { b.writeUInt32LE(5, at - 4); b.writeInt32LE(32, at); }), /general\.alignment must be a power-of-two u32/);
+  });
+});
+
+describe('image tokens (hovle.image.*_token)', () => {
+  /** The good model with metadata entries replaced, laid out again. */
+  async function withMetadata(edits: Array<[string, GgufValue]>): Promise<Buffer> {
+    const file = await readGguf(join(dir, 'good.gguf'));
+    const meta = new Map(file.metadata);
+    for (const [k, v] of edits) meta.set(k, v);
+    const specs = file.tensors.map((t) => ({ name: t.name, dims: t.dims, type: t.type }));
+    const { header, offsets } = encodeHeader([...meta], specs, 32);
+    const out = Buffer.alloc(header.length + offsets.at(-1)! + file.tensors.at(-1)!.size);
+    header.copy(out);
+    file.tensors.forEach((t, i) => good.copy(out, header.length + offsets[i]!, t.offset, t.offset + t.size));
+    return out;
+  }
+  const str = (value: string): GgufValue => ({ type: 'string', value });
+
+  it('a token the vocabulary lacks, or a value that is not a string, is refused by key', async () => {
+    await expectRefused('end token', await withMetadata([['hovle.image.end_token', str('</imq>')]]), /hovle\.image\.end_token "<\/imq>" is not in the vocabulary/);
+    await expectRefused('start token as u32', await withMetadata([['hovle.image.start_token', { type: 'u32', value: 7 }]]), /hovle\.image\.start_token must be a string/);
+  });
+
+  it('the session builds image prompts from the file\'s tokens, not from constants', async () => {
+    // Start and end swapped: the prompt must carry them swapped.
+    const path = join(dir, 'swapped-image-tokens.gguf');
+    writeFileSync(path, await withMetadata([['hovle.image.start_token', str('</img>')], ['hovle.image.end_token', str('<img>')]]));
+    const m = await HovleModel.load(path);
+    try {
+      expect(m.vocab.tokens[m.vocab.imageStartId]).toBe('</img>');
+      expect(m.vocab.tokens[m.vocab.imageEndId]).toBe('<img>');
+      const s = await Session.create(m, { contextSize: 512, threads: 1 });
+      const seen: string[] = [];
+      const encode = m.tokenizer.encodeAsync.bind(m.tokenizer);
+      m.tokenizer.encodeAsync = (text, o) => (seen.push(text), encode(text, o));
+      await s.ask({ text: 'What is this?', images: [join(FIXTURES, 'images', 'fjord.jpg')] }, { maxTokens: 1, maxTiles: 1 });
+      s.dispose();
+      expect(seen.at(-1)).toMatch(/<\/img>(<IMG_CONTEXT>)+<img>/);
+      expect(seen.at(-1)).not.toMatch(/<img><IMG_CONTEXT>/);
+    } finally {
+      m.dispose();
+      unlinkSync(path);
+    }
   });
 });
 

@@ -6,10 +6,8 @@ import { join } from 'node:path';
 
 import { HovleError } from '../errors.js';
 import type { GgufValue } from '../gguf/format.js';
-import { ARCH } from '../model/schema.js';
+import { ARCH, IMAGE_TOKENS } from '../model/schema.js';
 import { parseSentencePiece, PieceType } from './sentencepiece.js';
-
-export const IMAGE_TOKENS = { context: '<IMG_CONTEXT>', start: '<img>', end: '</img>' } as const;
 
 async function readJson(file: string, required: boolean): Promise<Record<string, unknown> | undefined> {
   if (!existsSync(file)) {

@@ -7,6 +7,9 @@ import { headDim, type HovleHParams, type SegmentHParams, type SegmentName } fro
 
 export const ARCH = 'hovle';
 
+/** The image tokens of HoVLE's prompt, written by the converter under hovle.image.*_token. */
+export const IMAGE_TOKENS = { context: '<IMG_CONTEXT>', start: '<img>', end: '</img>' } as const;
+
 // ------------------------------------------------------------------ metadata
 
 export interface MetaKeyDef {
@@ -99,9 +102,9 @@ export const TOKENIZER_KEYS: readonly MetaKeyDef[] = [
   { key: `${ARCH}.tokenizer.added_tokens`, kind: 'arr_i32', source: 'tokenizer_config.added_tokens_decoder', doc: 'ids matched as whole strings before SentencePiece runs (leftmost, longest first)' },
   { key: `${ARCH}.tokenizer.byte_fallback`, kind: 'bool', source: 'tokenizer.model trainer_spec.byte_fallback', doc: 'unknown characters become <0xXX> byte pieces' },
   { key: `${ARCH}.tokenizer.remove_extra_whitespaces`, kind: 'bool', source: 'tokenizer.model normalizer_spec.remove_extra_whitespaces', doc: 'SentencePiece collapses runs of spaces before encoding' },
-  { key: `${ARCH}.image.context_token`, kind: 'string', source: 'constant <IMG_CONTEXT>', doc: 'placeholder token replaced by image rows' },
-  { key: `${ARCH}.image.start_token`, kind: 'string', source: 'constant <img>', doc: 'token before an image block' },
-  { key: `${ARCH}.image.end_token`, kind: 'string', source: 'constant </img>', doc: 'token after an image block' },
+  { key: `${ARCH}.image.context_token`, kind: 'string', source: `constant ${IMAGE_TOKENS.context}`, doc: 'placeholder token replaced by image rows' },
+  { key: `${ARCH}.image.start_token`, kind: 'string', source: `constant ${IMAGE_TOKENS.start}`, doc: 'token before an image block' },
+  { key: `${ARCH}.image.end_token`, kind: 'string', source: `constant ${IMAGE_TOKENS.end}`, doc: 'token after an image block' },
 ];
 
 // ------------------------------------------------------------------ tensors

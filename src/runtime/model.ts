@@ -4,7 +4,7 @@ import { HovleError } from '../errors.js';
 import { readGguf } from '../gguf/reader.js';
 import { patchesPerTile, tokensPerTile, type HovleHParams } from '../model/hparams.js';
 import { hparamsFromMetadata } from '../model/metadata.js';
-import { concreteTensors } from '../model/schema.js';
+import { ARCH, concreteTensors, IMAGE_TOKENS } from '../model/schema.js';
 import type { NativeCancelFlag, NativeContext, NativeModel } from '../native/addon.js';
 import { loadAddon } from '../native/load.js';
 import { defaultComputeThreads, maxComputeThreads } from '../system-info.js';
@@ -84,6 +84,9 @@ const BACKEND_DEVICE_PREFIX: Record<Backend, string> = { cpu: 'CPU', vulkan: 'Vu
 
 export interface TokenInfo {
   imageContextId: number;
+  /** The tokens around each image's <IMG_CONTEXT> run in the prompt (`<img>` and `</img>` in HoVLE). */
+  imageStartId: number;
+  imageEndId: number;
   bosId: number;
   eotId: number;
   tokens: string[];
@@ -120,9 +123,18 @@ export class HovleModel {
     if (!tokens || tokens.type !== 'arr_string' || tokens.value.length !== hparams.vocabSize) {
       throw new HovleError('GGUF_INVALID', `${path}: tokenizer.ggml.tokens must list ${hparams.vocabSize} tokens`);
     }
-    const ctxToken = file.metadata.get('hovle.image.context_token');
-    const imageContextId = tokens.value.indexOf(ctxToken?.type === 'string' ? ctxToken.value : '<IMG_CONTEXT>');
-    if (imageContextId < 0) throw new HovleError('GGUF_INVALID', `${path}: the vocabulary has no image-context token`);
+    // The image tokens the converter wrote (IMAGE_TOKENS when a file predates the key).
+    const imageToken = (key: string, fallback: string) => {
+      const v = file.metadata.get(key);
+      if (v !== undefined && v.type !== 'string') throw new HovleError('GGUF_INVALID', `${path}: ${key} must be a string`);
+      const text = v?.value ?? fallback;
+      const at = tokens.value.indexOf(text);
+      if (at < 0) throw new HovleError('GGUF_INVALID', `${path}: ${key} ${JSON.stringify(text)} is not in the vocabulary`);
+      return at;
+    };
+    const imageContextId = imageToken(`${ARCH}.image.context_token`, IMAGE_TOKENS.context);
+    const imageStartId = imageToken(`${ARCH}.image.start_token`, IMAGE_TOKENS.start);
+    const imageEndId = imageToken(`${ARCH}.image.end_token`, IMAGE_TOKENS.end);
     const id = (key: string) => {
       const v = file.metadata.get(key);
       if (!v || v.type !== 'u32') throw new HovleError('GGUF_INVALID', `${path}: ${key} is missing`);
@@ -130,7 +142,7 @@ export class HovleModel {
       return v.value;
     };
     const tokenizer = Tokenizer.fromMetadata(file.metadata, path);
-    const vocab: TokenInfo = { imageContextId, bosId: id('tokenizer.ggml.bos_token_id'), eotId: id('tokenizer.ggml.eot_token_id'), tokens: tokens.value };
+    const vocab: TokenInfo = { imageContextId, imageStartId, imageEndId, bosId: id('tokenizer.ggml.bos_token_id'), eotId: id('tokenizer.ggml.eot_token_id'), tokens: tokens.value };
 
     // The file must hold exactly the tensors these hyperparameters call for (the native loader
     // checks them again against ggml's own parse of the file).

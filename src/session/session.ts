@@ -78,7 +78,8 @@ export function validateAnswerSampling(model: HovleModel, options: SamplingOptio
 }
 
 function templateTokens(model: HovleModel): TemplateTokens {
-  return { imageStart: '<img>', imageEnd: '</img>', imageContext: model.vocab.tokens[model.vocab.imageContextId]! };
+  const { tokens, imageStartId, imageEndId, imageContextId } = model.vocab;
+  return { imageStart: tokens[imageStartId]!, imageEnd: tokens[imageEndId]!, imageContext: tokens[imageContextId]! };
 }
 
 function checkTurn(message: unknown, options: unknown): void {

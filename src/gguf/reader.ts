@@ -93,6 +93,23 @@ class Cursor {
     return Number(v);
   }
 
+  /**
+   * The next string when its length and bytes are already buffered, read without an await;
+   * undefined otherwise, and for anything str() refuses (so str() reports it). A vocabulary is
+   * ~100k strings: an await per string (and per read inside it) made load() churn through
+   * tens of MB of promises, which grew V8's young generation and stayed in the resident set.
+   */
+  strBuffered(): string | undefined {
+    const off = this.pos - this.bufStart;
+    if (off < 0 || off + 8 > this.buf.length || this.buf.readUInt32LE(off + 4) !== 0) return undefined;
+    const n = this.buf.readUInt32LE(off);
+    if (n > Math.min(MAX_STRING, this.size - this.pos) || off + 8 + n > this.buf.length) return undefined;
+    const s = this.buf.toString('utf8', off + 8, off + 8 + n);
+    if (Buffer.byteLength(s) !== n) return undefined;
+    this.pos += 8 + n;
+    return s;
+  }
+
   async str(what: string): Promise<string> {
     const n = await this.count(`${what} length`, Math.min(MAX_STRING, this.size - this.pos));
     const b = await this.take(n);
@@ -152,7 +169,7 @@ async function readValue(c: Cursor, key: string): Promise<GgufValue> {
   if (elem === GgufValueType.STRING) {
     if (n * 8 > c.size - c.pos) c.fail(`${key}: array of ${n} strings runs past the end of the file (truncated?)`);
     const out: string[] = [];
-    for (let i = 0; i < n; i++) out.push(await c.str(`${key}[${i}]`));
+    for (let i = 0; i < n; i++) out.push(c.strBuffered() ?? (await c.str(`${key}[${i}]`)));
     return { type: 'arr_string', value: out };
   }
   if (elem === GgufValueType.FLOAT32 || elem === GgufValueType.INT32 || elem === GgufValueType.UINT32) {

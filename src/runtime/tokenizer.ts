@@ -11,7 +11,8 @@ const UNUSED = 5;
 
 export class Tokenizer {
   private readonly native: ReturnType<ReturnType<typeof loadAddon>['addon']['createTokenizer']>;
-  private readonly pieceBytes: Array<Uint8Array | null>;
+  /** Every piece's UTF-8 bytes (byte pieces as their byte, unused ones empty), back to back. */
+  private readonly pieces: PieceBytes;
   /** SentencePiece's remove_extra_whitespaces: normalization collapses and trims whitespace. */
   private readonly dropsWhitespace: boolean;
   /**
@@ -33,12 +34,7 @@ export class Tokenizer {
     this.native = loadAddon().addon.createTokenizer(spec);
     this.dropsWhitespace = spec.removeExtraWhitespaces;
     this.encodesMidText = !spec.addSpacePrefix && !spec.removeExtraWhitespaces;
-    const enc = new TextEncoder();
-    this.pieceBytes = tokens.map((t, i) => {
-      if (types[i] === BYTE && /^<0x[0-9A-Fa-f]{2}>$/.test(t)) return Uint8Array.of(parseInt(t.slice(3, 5), 16));
-      if (types[i] === UNUSED) return null;
-      return enc.encode(t.replaceAll('\u2581', ' '));
-    });
+    this.pieces = packPieces(tokens, types);
   }
 
   static fromMetadata(meta: ReadonlyMap<string, GgufValue>, path = 'model'): Tokenizer {
@@ -123,7 +119,7 @@ export class Tokenizer {
    */
   decoder(options: DecodeOptions = {}): TokenDecoder {
     const special = options.special ?? false;
-    return new TokenDecoder(this.pieceBytes, this.special, this.tokens, typeof special === 'boolean' ? special : this.specialIds(special));
+    return new TokenDecoder(this.pieces, this.special, this.tokens, typeof special === 'boolean' ? special : this.specialIds(special));
   }
 
   decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
@@ -150,6 +146,35 @@ export class Tokenizer {
   }
 }
 
+interface PieceBytes {
+  data: Uint8Array;
+  /** Piece i is data[start[i], start[i + 1]). */
+  start: Uint32Array;
+}
+
+/**
+ * One buffer for all pieces, not a Uint8Array each: ~100k small typed arrays cost a JS object
+ * and a backing store apiece, and building them at load grew V8's heap.
+ */
+function packPieces(tokens: readonly string[], types: Int32Array): PieceBytes {
+  const start = new Uint32Array(tokens.length + 1);
+  const text = (t: string, i: number) => (types[i] === UNUSED ? '' : t.replaceAll('\u2581', ' '));
+  const isByte = (t: string, i: number) => types[i] === BYTE && /^<0x[0-9A-Fa-f]{2}>$/.test(t);
+  let total = 0;
+  tokens.forEach((t, i) => {
+    start[i] = total;
+    total += isByte(t, i) ? 1 : Buffer.byteLength(text(t, i));
+  });
+  start[tokens.length] = total;
+  const data = new Uint8Array(total);
+  const enc = new TextEncoder();
+  tokens.forEach((t, i) => {
+    if (isByte(t, i)) data[start[i]!] = parseInt(t.slice(3, 5), 16);
+    else enc.encodeInto(text(t, i), data.subarray(start[i]!, start[i + 1]!));
+  });
+  return { data, start };
+}
+
 export interface DecodeOptions {
   /** Render special tokens: all (true), none (false, the default), or those with these texts. */
   special?: boolean | readonly string[];
@@ -159,7 +184,7 @@ export class TokenDecoder {
   private readonly utf8 = new TextDecoder('utf-8', { fatal: false });
 
   constructor(
-    private readonly pieceBytes: Array<Uint8Array | null>,
+    private readonly pieces: PieceBytes,
     private readonly specialIds: Uint8Array,
     private readonly tokens: string[],
     /** Which special ids to render: all, none, or these. */
@@ -173,8 +198,8 @@ export class TokenDecoder {
       const render = typeof this.special === 'boolean' ? this.special : this.special.has(id);
       return render ? this.utf8.decode() + this.tokens[id] : '';
     }
-    const b = this.pieceBytes[id];
-    return b ? this.utf8.decode(b, { stream: true }) : '';
+    const { data, start } = this.pieces;
+    return start[id] === start[id + 1] ? '' : this.utf8.decode(data.subarray(start[id], start[id + 1]), { stream: true });
   }
 
   flush(): string {

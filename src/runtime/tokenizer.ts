@@ -158,21 +158,19 @@ interface PieceBytes {
  */
 function packPieces(tokens: readonly string[], types: Int32Array): PieceBytes {
   const start = new Uint32Array(tokens.length + 1);
-  const text = (t: string, i: number) => (types[i] === UNUSED ? '' : t.replaceAll('\u2581', ' '));
-  const isByte = (t: string, i: number) => types[i] === BYTE && /^<0x[0-9A-Fa-f]{2}>$/.test(t);
+  // A UTF-16 code unit never takes more than 3 UTF-8 bytes: one pass into a buffer that bound
+  // sizes, then trimmed.
+  const bound = tokens.reduce((n, t) => n + 3 * t.length, 0);
+  const data = new Uint8Array(bound);
+  const enc = new TextEncoder();
   let total = 0;
   tokens.forEach((t, i) => {
     start[i] = total;
-    total += isByte(t, i) ? 1 : Buffer.byteLength(text(t, i));
+    if (types[i] === BYTE && /^<0x[0-9A-Fa-f]{2}>$/.test(t)) data[total++] = parseInt(t.slice(3, 5), 16);
+    else if (types[i] !== UNUSED) total += enc.encodeInto(t.replaceAll('\u2581', ' '), data.subarray(total)).written;
   });
   start[tokens.length] = total;
-  const data = new Uint8Array(total);
-  const enc = new TextEncoder();
-  tokens.forEach((t, i) => {
-    if (isByte(t, i)) data[start[i]!] = parseInt(t.slice(3, 5), 16);
-    else enc.encodeInto(text(t, i), data.subarray(start[i]!, start[i + 1]!));
-  });
-  return { data, start };
+  return { data: data.slice(0, total), start };
 }
 
 export interface DecodeOptions {

@@ -79,6 +79,16 @@ const u64At = (at: number, v: bigint) => variant((b) => void b.writeBigUInt64LE(
 const f32At = (at: number, v: number) => variant((b) => void b.writeFloatLE(v, at));
 const U64_MAX = (1n << 64n) - 1n;
 
+/** The good model's tensors under a new header of `meta` (each entry once), laid out at `alignment`. */
+function laidOut(file: Awaited<ReturnType<typeof readGguf>>, meta: Array<[string, GgufValue]>, alignment: number) {
+  const specs = file.tensors.map((t) => ({ name: t.name, dims: t.dims, type: t.type }));
+  const { header, offsets } = encodeHeader(meta, specs, alignment);
+  const bytes = Buffer.alloc(header.length + offsets.at(-1)! + file.tensors.at(-1)!.size);
+  header.copy(bytes);
+  file.tensors.forEach((t, i) => good.copy(bytes, header.length + offsets[i]!, t.offset, t.offset + t.size));
+  return { bytes, headerLength: header.length };
+}
+
 describe('truncated at every section boundary', () => {
   it('header, each metadata entry, each tensor-table entry, the padding, the data', async () => {
     const cuts = new Set<number>([0, 1, 3, 4, 7, 8, 15, 16, 23, 24]);
@@ -203,15 +213,10 @@ describe('general.alignment', () => {
   /** The good model laid out again with `alignment` (general.alignment set), the data copied over. */
   async function realigned(alignment: number): Promise<Buffer> {
     const file = await readGguf(join(dir, 'good.gguf'));
-    const specs = file.tensors.map((t) => ({ name: t.name, dims: t.dims, type: t.type }));
     for (let pad = 0; ; pad++) {
       const meta: Array<[string, GgufValue]> = [...file.metadata, ['general.alignment', { type: 'u32', value: alignment }], ['hovle.test.pad', { type: 'string', value: 'x'.repeat(pad) }]];
-      const { header, offsets } = encodeHeader(meta, specs, alignment);
-      if (header.length % 32 === 0) continue; // the data section must start off ggml's 32-byte alignment
-      const out = Buffer.alloc(header.length + offsets.at(-1)! + file.tensors.at(-1)!.size);
-      header.copy(out);
-      file.tensors.forEach((t, i) => good.copy(out, header.length + offsets[i]!, t.offset, t.offset + t.size));
-      return out;
+      const { bytes, headerLength } = laidOut(file, meta, alignment);
+      if (headerLength % 32 !== 0) return bytes; // the data section must start off ggml's 32-byte alignment
     }
   }
 
@@ -239,14 +244,7 @@ describe('image tokens (hovle.image.*_token)', () => {
   /** The good model with metadata entries replaced, laid out again. */
   async function withMetadata(edits: Array<[string, GgufValue]>): Promise<Buffer> {
     const file = await readGguf(join(dir, 'good.gguf'));
-    const meta = new Map(file.metadata);
-    for (const [k, v] of edits) meta.set(k, v);
-    const specs = file.tensors.map((t) => ({ name: t.name, dims: t.dims, type: t.type }));
-    const { header, offsets } = encodeHeader([...meta], specs, 32);
-    const out = Buffer.alloc(header.length + offsets.at(-1)! + file.tensors.at(-1)!.size);
-    header.copy(out);
-    file.tensors.forEach((t, i) => good.copy(out, header.length + offsets[i]!, t.offset, t.offset + t.size));
-    return out;
+    return laidOut(file, [...new Map([...file.metadata, ...edits])], 32).bytes;
   }
   const str = (value: string): GgufValue => ({ type: 'string', value });
 

@@ -146,6 +146,18 @@ void ReleaseFreeHeap() {
 #endif
 }
 
+Napi::Value ReleaseBufferJs(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsTypedArray()) throw Error("INVALID_ARGUMENT", "releaseBuffer takes a typed array");
+  Napi::ArrayBuffer buf = info[0].As<Napi::TypedArray>().ArrayBuffer();
+  if (buf.IsDetached()) return info.Env().Undefined();
+  const size_t bytes = buf.ByteLength();
+  buf.Detach();
+  // glibc serves blocks this size from the heap once one of them has been unmapped (the
+  // threshold rises to it) and keeps them there after the free: give those pages back too.
+  if (bytes >= (size_t{1} << 20)) ReleaseFreeHeap();
+  return info.Env().Undefined();
+}
+
 Napi::Value HostMemoryAvailableJs(const Napi::CallbackInfo& info) {
   const std::string root = OptionalStringArg(info, 0);
   const MemoryAvailable a = HostMemoryAvailable(0, root);

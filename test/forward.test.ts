@@ -3,11 +3,12 @@
 // output equals the golden pixel tensors bit for bit (image.test.ts). Tolerances are the
 // fixtures README's for an F32 port.
 import { basename, join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
 import { convertCheckpoint } from '../src/convert/convert.js';
 import type { FileType } from '../src/convert/type-policy.js';
 import { preprocessImage } from '../src/image/preprocess.js';
+import { loadAddon } from '../src/native/load.js';
 import { HovleModel, type ModelContext, type PixelTiles } from '../src/runtime/model.js';
 import { argmax, goldenCases, goldenF32, goldenI32, maxAbs, type GoldenCase, type Variant } from './helpers/golden.js';
 import { FIXTURES, tempDir, TINY, TINY_BF16, TINY_POST } from './helpers/tmp.js';
@@ -300,6 +301,44 @@ describe('several images: pixels read in place, one pointer per tile', () => {
       const gone = { data: a.data.slice(), tiles: a.tiles };
       structuredClone(gone.data.buffer, { transfer: [gone.data.buffer] });
       await expect(ctx.encodeImages([gone])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      ctx.dispose();
+    });
+
+    it(`${variant}: encodeImages writes into a caller's array; evaluate frees the arrays it made itself`, async () => {
+      const m = await model(variant);
+      const c = goldenCases(variant).find((x) => x.image)!;
+      const px = await images(variant, c);
+      const ctx = await m.createContext({ contextSize: 2048, kvType: 'f32' });
+      const fresh = await ctx.encodeImages(px);
+      const into = new Float32Array(fresh.length + 5).fill(7);
+      const rows = await ctx.encodeImages(px, { into });
+      expect(rows.buffer === into.buffer).toBe(true);
+      expect(rows.length).toBe(fresh.length);
+      expect(Buffer.from(rows.buffer, 0, rows.byteLength).equals(Buffer.from(fresh.buffer))).toBe(true);
+      expect([...into.subarray(fresh.length)]).toEqual([7, 7, 7, 7, 7]);
+      for (const bad of [new Float32Array(fresh.length - 1), new Float64Array(fresh.length) as unknown as Float32Array, [] as unknown as Float32Array]) {
+        await expect(ctx.encodeImages(px, { into: bad })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      }
+      // evaluate(): the image rows (and the staged path's hidden, HD and projected rows) are its
+      // own, freed at once; the caller's pixels are left alone.
+      const addon = loadAddon().addon;
+      const released: Float32Array[] = [];
+      const real = addon.releaseBuffer.bind(addon);
+      const watch = vi.spyOn(addon, 'releaseBuffer').mockImplementation((a: Float32Array) => {
+        released.push(a);
+        real(a);
+      });
+      try {
+        const ids = goldenI32(variant, c, 'input_ids');
+        const r = await ctx.evaluate(ids, px, { logits: 'last' });
+        expect(released.length).toBe(variant === 'hovle-tiny-post' ? 5 : 1);
+        expect(released.some((a) => a === px[0]!.data)).toBe(false);
+        expect(released.every((a) => a.length === 0)).toBe(true);
+        expect(px[0]!.data.length).toBe(px[0]!.tiles * 3 * 448 * 448);
+        expect(r.logits.length).toBe(m.hparams.vocabSize);
+      } finally {
+        watch.mockRestore();
+      }
       ctx.dispose();
     });
   }

@@ -2,9 +2,10 @@
 // ask() (template, tokenizer, image pipeline and KV cache together), streaming, sampling,
 // abort, stop strings, follow-up turns and concurrent sessions.
 import { basename, join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 
 import { parseGrounding } from '../src/session/grounding.js';
+import { DecodeRun } from '../src/runtime/decode-run.js';
 import { Sampler } from '../src/runtime/sampler.js';
 import { Session, type AskOptions } from '../src/session/session.js';
 import { ASSISTANT_START, END_OF_TURN, systemTurn, USER_START } from '../src/session/template.js';
@@ -196,6 +197,57 @@ describe('streaming, sampling, stopping', () => {
     s.dispose();
   });
 
+  it("an abort while the next pick is held up rejects at once; the session waits for the pick, and caches the same", async () => {
+    // A pick held up stands for the model's thread busy with another session's prefill graph.
+    const m = models['hovle-tiny']!;
+    const story = 'Tell me a long story.';
+    const baseline = await Session.create(m);
+    const c1 = new AbortController();
+    let n1 = 0;
+    // Aborted in onToken: the loop sees it before it waits for the next pick.
+    await expect(baseline.ask(story, { maxTokens: 40, signal: c1.signal, onToken: () => { if (++n1 === 2) c1.abort(); } })).rejects.toMatchObject({ code: 'ABORTED' });
+
+    const s = await Session.create(m);
+    const next = DecodeRun.prototype.next;
+    let open!: () => void;
+    const opened = new Promise<void>((r) => (open = r));
+    let hold = false;
+    let isOpen = false;
+    const spy = vi.spyOn(DecodeRun.prototype, 'next').mockImplementation(function (this: DecodeRun) {
+      const r = next.call(this);
+      return hold ? opened.then(() => r) : r;
+    });
+    try {
+      const c2 = new AbortController();
+      let n2 = 0;
+      const onToken = () => {
+        if (++n2 !== 2) return;
+        hold = true;
+        setTimeout(() => c2.abort(), 5);
+      };
+      await expect(s.ask(story, { maxTokens: 40, signal: c2.signal, onToken })).rejects.toMatchObject({ code: 'ABORTED' });
+      expect(isOpen).toBe(false);
+      expect(n2).toBe(n1);
+      // What the cache will hold once the run has closed: the prompt and every token emitted.
+      expect(s.cachedTokens).toBe(baseline.cachedTokens);
+      let settled = false;
+      const follow = s.ask('And now?', { maxTokens: 4 }).finally(() => (settled = true));
+      await new Promise((r) => setTimeout(r, 30));
+      expect(settled).toBe(false); // still held by the aborted answer's run
+      isOpen = true;
+      open();
+      const a = await follow;
+      const b = await baseline.ask('And now?', { maxTokens: 4 });
+      expect(a.tokens).toEqual(b.tokens);
+      expect(s.cachedTokens).toBe(baseline.cachedTokens);
+    } finally {
+      open();
+      spy.mockRestore();
+    }
+    s.dispose();
+    baseline.dispose();
+  });
+
   it('stop strings cut the answer before them; logit bias bans tokens', async () => {
     const m = models['hovle-tiny']!;
     const s = await Session.create(m);
@@ -286,6 +338,33 @@ describe('streaming, sampling, stopping', () => {
     expect(s.cachedTokens).toBe(0);
     s.dispose();
     await expect(s.ask('x')).rejects.toMatchObject({ code: 'DISPOSED' });
+  });
+
+  it("a turn's pixels are freed once it is evaluated, or refused", async () => {
+    const m = models['hovle-tiny']!;
+    const made: Float32Array[] = [];
+    const preprocess = m.preprocessImage.bind(m);
+    const spy = vi.spyOn(m, 'preprocessImage').mockImplementation(async (...args) => {
+      const r = await preprocess(...args);
+      made.push(r.data);
+      return r;
+    });
+    try {
+      const s = await Session.create(m, { contextSize: 2048 });
+      const board = join(FIXTURES, 'images', 'board.jpg');
+      await s.ask({ text: 'Describe', images: [board] }, { maxTokens: 2, maxTiles: 2 });
+      await s.prefill({ text: 'And this?', images: [board] }, { maxTiles: 2 });
+      s.dispose();
+      // Room for two images of one tile each, but the first has more: CONTEXT_FULL once its
+      // tiles are known, and its pixels go too.
+      const small = await Session.create(m, { contextSize: 600 });
+      await expect(small.ask({ text: 'More', images: [board, board] }, { maxTiles: 6 })).rejects.toMatchObject({ code: 'CONTEXT_FULL' });
+      small.dispose();
+      expect(made.length).toBeGreaterThanOrEqual(3);
+      expect(made.map((a) => a.length)).toEqual(made.map(() => 0));
+    } finally {
+      spy.mockRestore();
+    }
   });
 });
 

@@ -424,14 +424,23 @@ export class ModelContext {
    * The image front end alone (patch embedding, position embedding and, in "pre" mode, pixel
    * shuffle and projection): the rows that stand for the images' <IMG_CONTEXT> tokens in the
    * embedding module's input, [tiles x rows per tile x hidden]. Leaves the cache untouched.
+   * `into`: an array of at least that many floats to write the rows to (the result is a view of
+   * its start), so that repeated calls need not leave 15 MB of garbage each (7 tiles); held by
+   * the call until it settles.
    */
-  encodeImages(images: readonly PixelTiles[]): Promise<Float32Array> {
+  encodeImages(images: readonly PixelTiles[], options: { into?: Float32Array } = {}): Promise<Float32Array> {
     return this.serial(async () => {
       const c = this.ctx();
       const hp = this.model.hparams;
       const tiles = countTiles(hp, images);
       if (tiles === 0) throw new HovleError('INVALID_ARGUMENT', 'no images to encode');
-      return visionRows(c, hp, images, tiles, hp.vision.pixelShuffleLoc !== 'post');
+      const project = hp.vision.pixelShuffleLoc !== 'post';
+      const n = visionFloats(hp, tiles, project);
+      const { into } = options;
+      if (into !== undefined && (!(into instanceof Float32Array) || into.length < n)) {
+        throw new HovleError('INVALID_ARGUMENT', `into must be a Float32Array of at least ${n} floats (${tiles} tiles)`);
+      }
+      return visionRows(c, hp, images, tiles, project, undefined, into?.subarray(0, n));
     });
   }
 
@@ -576,55 +585,68 @@ export class ModelContext {
     const t0 = performance.now();
     const imageRows = tiles > 0 ? await visionRows(c, hp, images, tiles, !post, cancel) : null;
     const t1 = performance.now();
-    if (!post && !options.hidden) {
-      // The common case: one graph per micro-batch through all 32 layers.
-      const picks = greedy ? new Int32Array(positions.length) : undefined;
-      const logits = view(await c.forward(embIds, imageRows, Int32Array.from(positions), into ?? null, picks ?? null, cancel));
-      return { logits, ...(picks ? { argmax: picks } : {}), timings: { visionMs: t1 - t0, decoderMs: performance.now() - t1 }, positions, vocabSize: V };
-    }
-    // The staged path sees an abort between its stages.
-    checkpoint();
-    const hidden = await c.embed(embIds, imageRows);
-    checkpoint();
-    let shuffleMs = 0;
-    let llmIn = hidden;
-    if (post) {
-      // Image rows of the HD output, pixel-shuffled and projected per tile; text rows copied.
-      const imgHd = new Float32Array(tiles * patches * H);
-      let k = 0;
-      for (let i = 0; i < embIds.length; i++) if (embIds[i] === ctxId) imgHd.set(hidden.subarray(i * H, (i + 1) * H), H * k++);
-      const ts = performance.now();
-      const proj = await c.shuffleProject(imgHd, tiles);
-      shuffleMs = performance.now() - ts;
-      checkpoint();
-      llmIn = new Float32Array(ids.length * H);
-      let hd = 0;
-      let p = 0;
-      for (let i = 0; i < ids.length; i++) {
-        if (ids[i] === ctxId) {
-          llmIn.set(proj.subarray(p * H, (p + 1) * H), i * H);
-          p++;
-          hd++;
-          // Each tile's 256 LLM positions stand for 1024 HD positions.
-          if (p % perTile === 0) hd += patches - perTile;
-          continue;
-        }
-        llmIn.set(hidden.subarray(hd * H, (hd + 1) * H), i * H);
-        hd++;
+    // Image-sized arrays made here for the native side are freed once the calls that read them
+    // have settled, not left to V8, which collects such garbage only after ~64 MB of it (four
+    // turns of 7-tile images), all of it resident until then.
+    const scratch: Float32Array[] = imageRows ? [imageRows] : [];
+    try {
+      if (!post && !options.hidden) {
+        // The common case: one graph per micro-batch through all 32 layers.
+        const picks = greedy ? new Int32Array(positions.length) : undefined;
+        const logits = view(await c.forward(embIds, imageRows, Int32Array.from(positions), into ?? null, picks ?? null, cancel));
+        return { logits, ...(picks ? { argmax: picks } : {}), timings: { visionMs: t1 - t0, decoderMs: performance.now() - t1 }, positions, vocabSize: V };
       }
+      // The staged path sees an abort between its stages.
+      checkpoint();
+      const hidden = await c.embed(embIds, imageRows);
+      if (!options.hidden) scratch.push(hidden);
+      checkpoint();
+      let shuffleMs = 0;
+      let llmIn = hidden;
+      if (post) {
+        // Image rows of the HD output, pixel-shuffled and projected per tile; text rows copied.
+        const imgHd = new Float32Array(tiles * patches * H);
+        scratch.push(imgHd);
+        let k = 0;
+        for (let i = 0; i < embIds.length; i++) if (embIds[i] === ctxId) imgHd.set(hidden.subarray(i * H, (i + 1) * H), H * k++);
+        const ts = performance.now();
+        const proj = await c.shuffleProject(imgHd, tiles);
+        scratch.push(proj);
+        shuffleMs = performance.now() - ts;
+        checkpoint();
+        llmIn = new Float32Array(ids.length * H);
+        scratch.push(llmIn);
+        let hd = 0;
+        let p = 0;
+        for (let i = 0; i < ids.length; i++) {
+          if (ids[i] === ctxId) {
+            llmIn.set(proj.subarray(p * H, (p + 1) * H), i * H);
+            p++;
+            hd++;
+            // Each tile's 256 LLM positions stand for 1024 HD positions.
+            if (p % perTile === 0) hd += patches - perTile;
+            continue;
+          }
+          llmIn.set(hidden.subarray(hd * H, (hd + 1) * H), i * H);
+          hd++;
+        }
+      }
+      const logits = view(await c.llm(llmIn, Int32Array.from(positions), into));
+      return {
+        // The staged path has the logits on the host already: the same picks, taken here.
+        ...(greedy ? { logits: new Float32Array(0), argmax: Int32Array.from(positions, (_, i) => argmax(logits.subarray(i * V, (i + 1) * V))) } : { logits }),
+        // In "post" mode the pixel shuffle and projection run after the embedding layers; they are
+        // still the image front end.
+        timings: { visionMs: t1 - t0 + shuffleMs, decoderMs: performance.now() - t1 - shuffleMs },
+        positions,
+        vocabSize: V,
+        ...(options.hidden ? { hidden } : {}),
+        ...(post ? { hdIds: embIds } : {}),
+      };
+    } finally {
+      const { releaseBuffer } = loadAddon().addon;
+      for (const a of scratch) releaseBuffer(a);
     }
-    const logits = view(await c.llm(llmIn, Int32Array.from(positions), into));
-    return {
-      // The staged path has the logits on the host already: the same picks, taken here.
-      ...(greedy ? { logits: new Float32Array(0), argmax: Int32Array.from(positions, (_, i) => argmax(logits.subarray(i * V, (i + 1) * V))) } : { logits }),
-      // In "post" mode the pixel shuffle and projection run after the embedding layers; they are
-      // still the image front end.
-      timings: { visionMs: t1 - t0 + shuffleMs, decoderMs: performance.now() - t1 - shuffleMs },
-      positions,
-      vocabSize: V,
-      ...(options.hidden ? { hidden } : {}),
-      ...(post ? { hdIds: embIds } : {}),
-    };
   }
 
   dispose(): void {
@@ -684,9 +706,15 @@ export function expandHd(ids: Int32Array, ctxId: number, perTile: number, patche
  * The front end's rows for `images`, written by the native side into an array allocated here:
  * neither the pixels nor the rows are copied across (7 tiles: 17 MB of pixels, 15 MB of rows).
  */
-function visionRows(c: NativeContext, hp: HovleHParams, images: readonly PixelTiles[], tiles: number, project: boolean, cancel?: NativeCancelFlag): Promise<Float32Array> {
+function visionRows(c: NativeContext, hp: HovleHParams, images: readonly PixelTiles[], tiles: number, project: boolean, cancel?: NativeCancelFlag,
+  into?: Float32Array): Promise<Float32Array> {
+  return c.vision(images.map((i) => i.data), tiles, project, into ?? new Float32Array(visionFloats(hp, tiles, project)), cancel);
+}
+
+/** Floats of the front end's rows for `tiles` tiles. */
+function visionFloats(hp: HovleHParams, tiles: number, project: boolean): number {
   const rowsPerTile = project ? tokensPerTile(hp.vision) : patchesPerTile(hp.vision);
   const hidden = project ? hp.llm.embeddingLength : hp.embedding.embeddingLength;
-  return c.vision(images.map((i) => i.data), tiles, project, new Float32Array(tiles * rowsPerTile * hidden), cancel);
+  return tiles * rowsPerTile * hidden;
 }
 

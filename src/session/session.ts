@@ -3,7 +3,8 @@
 // follow-up question about an image already in the conversation does not recompute the image.
 import { HovleError } from '../errors.js';
 import type { ImageInput } from '../image/preprocess.js';
-import type { ContextOptions, EvaluateOptions, HovleModel, ModelContext, PixelTiles } from '../runtime/model.js';
+import type { ContextOptions, EvaluateOptions, EvaluateResult, HovleModel, ModelContext, PixelTiles } from '../runtime/model.js';
+import { loadAddon } from '../native/load.js';
 import { tokensPerTile } from '../model/hparams.js';
 import { Sampler, validateSampling, type SamplingOptions } from '../runtime/sampler.js';
 import { GROUNDING_TAGS } from './grounding.js';
@@ -61,7 +62,6 @@ function checkObject(o: unknown, what: string): void {
   if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new HovleError('INVALID_ARGUMENT', `${what} must be an object`);
 }
 
-/** A turn's message and options, checked before the call takes its place in line. */
 /**
  * Throws INVALID_ARGUMENT (with `param`) for sampling options an answer from this model cannot
  * use: what a Sampler refuses for its vocabulary, and a positive logitBias on <IMG_CONTEXT>,
@@ -82,6 +82,7 @@ function templateTokens(model: HovleModel): TemplateTokens {
   return { imageStart: tokens[imageStartId]!, imageEnd: tokens[imageEndId]!, imageContext: tokens[imageContextId]! };
 }
 
+/** A turn's message and options, checked before the call takes its place in line. */
 function checkTurn(message: unknown, options: unknown): void {
   checkObject(options, 'options');
   const { signal } = options as TurnOptions;
@@ -100,6 +101,11 @@ export class Session {
   private disposed = false;
   /** Settles when the call holding the session (see acquire()) releases it. */
   private held: Promise<void> = Promise.resolve();
+  /**
+   * An aborted answer's decode run, still closing, and the tokens the cache will hold once it
+   * has: the session stays held until then, and cachedTokens reports that count meanwhile.
+   */
+  private closing: { done: Promise<unknown>; cached: number } | undefined;
 
   private constructor(
     readonly model: HovleModel,
@@ -144,7 +150,7 @@ export class Session {
     try {
       const t0 = performance.now();
       const { ids, images } = await this.turnTokens(message, options, close, reply);
-      await this.ctx.evaluate(ids, images, { logits: 'last', ...(options.signal ? { signal: options.signal } : {}) });
+      await this.evaluateTurn(ids, images, { logits: 'last', ...(options.signal ? { signal: options.signal } : {}) });
       this.turns++;
       this.openTurn = !close;
       return { promptTokens: ids.length, ms: performance.now() - t0 };
@@ -241,15 +247,32 @@ export class Session {
     const { maxTiles, maxPixels, signal } = options;
     const preprocess = { ...(maxTiles !== undefined ? { maxTiles } : {}), ...(maxPixels !== undefined ? { maxPixels } : {}) };
     let imageTokens = 0;
-    for (const input of inputs) {
-      if (signal?.aborted) throw new HovleError('ABORTED', 'aborted while preparing the images', { cause: signal.reason });
-      const image = await this.model.preprocessImage(input, preprocess);
-      images.push(image);
-      imageTokens += image.tiles * perTile;
-      check(textLeast + imageTokens + (inputs.length - images.length) * perTile);
+    try {
+      for (const input of inputs) {
+        if (signal?.aborted) throw new HovleError('ABORTED', 'aborted while preparing the images', { cause: signal.reason });
+        const image = await this.model.preprocessImage(input, preprocess);
+        images.push(image);
+        imageTokens += image.tiles * perTile;
+        check(textLeast + imageTokens + (inputs.length - images.length) * perTile);
+      }
+      const text = textWith(images.map((i) => i.tiles), perTile);
+      return { ids: await this.model.tokenizer.encodeAsync(text, { addBos: first }), images };
+    } catch (e) {
+      releasePixels(images);
+      throw e;
     }
-    const text = textWith(images.map((i) => i.tiles), perTile);
-    return { ids: await this.model.tokenizer.encodeAsync(text, { addBos: first }), images };
+  }
+
+  /**
+   * Evaluates a turn, then frees its images' pixels (17 MB for 7 tiles): they were made for
+   * this turn alone, and evaluate() has settled, so nothing reads them any more.
+   */
+  private async evaluateTurn(ids: Int32Array, images: readonly PixelTiles[], options: EvaluateOptions): Promise<EvaluateResult> {
+    try {
+      return await this.ctx.evaluate(ids, images, options);
+    } finally {
+      releasePixels(images);
+    }
   }
 
   /**
@@ -279,7 +302,7 @@ export class Session {
 
   /** Tokens cached so far (the whole conversation). */
   get cachedTokens(): number {
-    return this.ctx.cached.llm;
+    return this.closing?.cached ?? this.ctx.cached.llm;
   }
 
   /** Asks a question; resolves with the answer and its stats. */
@@ -307,7 +330,16 @@ export class Session {
     try {
       return yield* this.answer(message, options, sampler, maxTokens, stopper, aborted);
     } finally {
-      release();
+      const closing = this.closing;
+      if (closing) {
+        const finish = () => {
+          if (this.closing === closing) this.closing = undefined;
+          release();
+        };
+        void closing.done.then(finish, finish);
+      } else {
+        release();
+      }
     }
   }
 
@@ -324,7 +356,7 @@ export class Session {
     const t1 = performance.now();
     // Greedy sampling takes its pick on the device; otherwise the prompt's last row of logits.
     const step: EvaluateOptions = { logits: 'last', ...(sampler.greedy ? { greedy: true } : {}), ...(signal ? { signal } : {}) };
-    const r = await this.ctx.evaluate(ids, images, step);
+    const r = await this.evaluateTurn(ids, images, step);
     this.turns++;
     this.openTurn = false;
     const prefillMs = performance.now() - t1;
@@ -353,9 +385,20 @@ export class Session {
         ...(sampler.greedy ? {} : { sampler, history: tokens }),
       })
       : undefined;
+    // The pick being waited for. An abort does not wait for it: the model's thread may be in
+    // another session's prefill graph first (seconds on a CPU). The caller gets ABORTED at once;
+    // the session stays held until the pick has come (it evaluates the last token emitted, which
+    // a later turn follows) and the run has closed, so the cache is the same wherever the abort
+    // lands: the prompt and every token emitted.
+    let pending: Promise<IteratorResult<number, undefined>> | undefined;
+    let abortedOut = false;
+    const abortNow = () => {
+      abortedOut = true;
+      return aborted();
+    };
     try {
       for (;;) {
-        if (signal?.aborted) throw aborted();
+        if (signal?.aborted) throw abortNow();
         if (!firstTokenAt) firstTokenAt = performance.now();
         if (tok === eot) {
           stopReason = 'eos';
@@ -386,7 +429,9 @@ export class Session {
           await this.ctx.evaluate([tok], [], { logits: 'last', greedy: true });
           break;
         }
-        const next = await run.next();
+        pending = run.next();
+        const next = signal ? await untilAborted(pending, signal, abortNow) : await pending;
+        pending = undefined;
         if (next.done) {
           // The embedding module's cache can fill first (a small embeddingContextSize);
           // evaluate() refuses the step then.
@@ -398,7 +443,12 @@ export class Session {
         tok = next.value;
       }
     } finally {
-      await run?.return();
+      if (run && abortedOut) {
+        const waited = pending?.catch(() => undefined) ?? Promise.resolve();
+        this.closing = { done: waited.then(() => run.return()), cached: promptEnd + tokens.length };
+      } else {
+        await run?.return();
+      }
       // Also when the consumer stopped at the last piece. A session disposed meanwhile has no
       // cache left to trim.
       if (stopReason === 'stop' && !this.disposed) await this.keepEmittedText(promptEnd, tokens, text);
@@ -456,4 +506,20 @@ export class Session {
   async [Symbol.asyncDispose](): Promise<void> {
     this.dispose();
   }
+}
+
+/** Frees pixels a session preprocessed for itself (see ModelContext's image-sized scratch). */
+function releasePixels(images: readonly PixelTiles[]): void {
+  const { releaseBuffer } = loadAddon().addon;
+  for (const image of images) releaseBuffer(image.data);
+}
+
+/** `p`, or the error of `abort()` as soon as `signal` aborts (`p` then settles unobserved). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal, abort: () => Error): Promise<T> {
+  if (signal.aborted) return Promise.reject(abort());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(abort());
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }

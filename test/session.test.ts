@@ -248,6 +248,43 @@ describe('streaming, sampling, stopping', () => {
     baseline.dispose();
   });
 
+  it('an abort from the piece that fills the context does not end that finished answer as aborted', async () => {
+    const m = models['hovle-tiny']!;
+    const ref = await Session.create(m, { contextSize: 160 });
+    let pieces = 0;
+    const full = await ref.ask('Tell me a long story.', { maxTokens: 200, onToken: () => void pieces++ });
+    expect(full.stopReason).toBe('contextFull');
+    // The run's close is held up: a finished answer waits for it (an aborted one would not).
+    const ret = DecodeRun.prototype.return;
+    let open!: () => void;
+    const opened = new Promise<void>((r) => (open = r));
+    const spy = vi.spyOn(DecodeRun.prototype, 'return').mockImplementation(function (this: DecodeRun) {
+      return opened.then(() => ret.call(this));
+    });
+    try {
+      const s = await Session.create(m, { contextSize: 160 });
+      const controller = new AbortController();
+      let n = 0;
+      const onToken = () => {
+        if (++n === pieces) controller.abort();
+      };
+      let settled = false;
+      const asked = s.ask('Tell me a long story.', { maxTokens: 200, signal: controller.signal, onToken }).finally(() => (settled = true));
+      await new Promise((r) => setTimeout(r, 30));
+      expect(settled).toBe(false);
+      open();
+      const r = await asked;
+      expect(r.stopReason).toBe('contextFull');
+      expect(r.tokens).toEqual(full.tokens);
+      expect(s.cachedTokens).toBe(ref.cachedTokens);
+      s.dispose();
+    } finally {
+      open();
+      spy.mockRestore();
+    }
+    ref.dispose();
+  });
+
   it('stop strings cut the answer before them; logit bias bans tokens', async () => {
     const m = models['hovle-tiny']!;
     const s = await Session.create(m);

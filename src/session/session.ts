@@ -302,7 +302,7 @@ export class Session {
 
   /** Tokens cached so far (the whole conversation). */
   get cachedTokens(): number {
-    return this.closing?.cached ?? this.ctx.cached.llm;
+    return this.closing && !this.disposed ? this.closing.cached : this.ctx.cached.llm;
   }
 
   /** Asks a question; resolves with the answer and its stats. */
@@ -514,12 +514,30 @@ function releasePixels(images: readonly PixelTiles[]): void {
   for (const image of images) releaseBuffer(image.data);
 }
 
-/** `p`, or the error of `abort()` as soon as `signal` aborts (`p` then settles unobserved). */
+/**
+ * `p`, or the error of `abort()` if `signal` aborts first (`p` then settles unobserved). An abort
+ * after `p` has settled is not this wait's: `abort()` is not called for it.
+ */
 function untilAborted<T>(p: Promise<T>, signal: AbortSignal, abort: () => Error): Promise<T> {
   if (signal.aborted) return Promise.reject(abort());
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(abort());
+    let settled = false;
+    const onAbort = () => {
+      if (settled) return;
+      settled = true;
+      reject(abort());
+    };
+    const settle = () => {
+      settled = true;
+      signal.removeEventListener('abort', onAbort);
+    };
     signal.addEventListener('abort', onAbort, { once: true });
-    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    p.then((v) => {
+      settle();
+      resolve(v);
+    }, (e: unknown) => {
+      settle();
+      reject(e);
+    });
   });
 }

@@ -4,17 +4,21 @@ import { join } from 'node:path';
 import { afterAll, onTestFinished } from 'vitest';
 import { getCurrentTest } from 'vitest/suite';
 
-/**
- * A temporary folder, optionally a copy of `from`, removed when the test that made it finishes
- * (or, made outside a test, after the file). An afterAll registered inside a running test never
- * runs, which left ~27 folders (40 MB) in the temp dir per suite run.
- */
+// Folders made outside a test (at collection, or in a hook), removed after the file. The hook is
+// registered here, while the importing file is collected: one registered later, from a hook or
+// from inside a running test, never runs, which left ~27 folders (40 MB) per suite run.
+const madeOutsideTests = new Set<string>();
+afterAll(() => {
+  for (const dir of madeOutsideTests) rmSync(dir, { recursive: true, force: true });
+  madeOutsideTests.clear();
+});
+
+/** A temporary folder, optionally a copy of `from`, removed when the test that made it finishes (or after the file). */
 export function tempDir(prefix: string, from?: string): string {
   const dir = mkdtempSync(join(tmpdir(), `hovle-${prefix}-`));
   if (from) cpSync(from, dir, { recursive: true });
-  const remove = () => rmSync(dir, { recursive: true, force: true });
-  if (getCurrentTest()) onTestFinished(remove);
-  else afterAll(remove);
+  if (getCurrentTest()) onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+  else madeOutsideTests.add(dir);
   return dir;
 }
 

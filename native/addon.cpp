@@ -44,7 +44,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Export<hovle::TargetRatiosJs>(env, exports, "targetRatios");
   Export<hovle::DefaultComputeThreadsJs>(env, exports, "defaultComputeThreads");
   Export<hovle::HostMemoryAvailableJs>(env, exports, "hostMemoryAvailable");
-  Export<hovle::ReleaseBufferJs>(env, exports, "releaseBuffer");
+  Export<hovle::ReleaseBuffersJs>(env, exports, "releaseBuffers");
   Export<hovle::CpuComputeJobsJs>(env, exports, "cpuComputeJobs");
   Export<hovle::CreateTokenizer>(env, exports, "createTokenizer");
   hovle::RegisterModelClasses(env, exports);

@@ -146,14 +146,25 @@ void ReleaseFreeHeap() {
 #endif
 }
 
-Napi::Value ReleaseBufferJs(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsTypedArray()) throw Error("INVALID_ARGUMENT", "releaseBuffer takes a typed array");
-  Napi::ArrayBuffer buf = info[0].As<Napi::TypedArray>().ArrayBuffer();
-  if (buf.IsDetached()) return info.Env().Undefined();
-  const size_t bytes = buf.ByteLength();
-  buf.Detach();
+Napi::Value ReleaseBuffersJs(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsArray()) throw Error("INVALID_ARGUMENT", "releaseBuffers takes an array of typed arrays");
+  Napi::Array arrays = info[0].As<Napi::Array>();
+  // All checked before any is detached: a bad entry leaves every array as it was.
+  std::vector<Napi::ArrayBuffer> bufs;
+  for (uint32_t i = 0; i < arrays.Length(); ++i) {
+    Napi::Value v = arrays.Get(i);
+    if (!v.IsTypedArray()) throw Error("INVALID_ARGUMENT", "releaseBuffers takes an array of typed arrays");
+    bufs.push_back(v.As<Napi::TypedArray>().ArrayBuffer());
+  }
+  size_t bytes = 0;
+  for (Napi::ArrayBuffer& buf : bufs) {
+    if (buf.IsDetached()) continue;
+    bytes += buf.ByteLength();
+    buf.Detach();
+  }
   // glibc serves blocks this size from the heap once one of them has been unmapped (the
-  // threshold rises to it) and keeps them there after the free: give those pages back too.
+  // threshold rises to it) and keeps them there after the free: give those pages back too,
+  // once for the lot (the trim walks every arena).
   if (bytes >= (size_t{1} << 20)) ReleaseFreeHeap();
   return info.Env().Undefined();
 }

@@ -52,10 +52,10 @@ std::string FormatMiB(size_t bytes);
 // of an image call itself, whose own buffers are live at once. A no-op outside glibc.
 void ReleaseFreeHeap();
 
-// releaseBuffer(array: TypedArray): detaches the array's ArrayBuffer, so its memory goes back
-// at once instead of at V8's next collection, which waits for ~64 MB of such garbage. For the
-// image-sized arrays the runtime allocates for itself and drops after a call (pixels of a
+// releaseBuffers(arrays: TypedArray[]): detaches the arrays' ArrayBuffers, so their memory goes
+// back at once instead of at V8's next collection, which waits for ~64 MB of such garbage. For
+// the image-sized arrays the runtime allocates for itself and drops after a call (pixels of a
 // session's turn, image rows); never for an array the caller may still hold.
-Napi::Value ReleaseBufferJs(const Napi::CallbackInfo& info);
+Napi::Value ReleaseBuffersJs(const Napi::CallbackInfo& info);
 
 }  // namespace hovle

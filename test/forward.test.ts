@@ -323,10 +323,10 @@ describe('several images: pixels read in place, one pointer per tile', () => {
       // own, freed at once; the caller's pixels are left alone.
       const addon = loadAddon().addon;
       const released: Float32Array[] = [];
-      const real = addon.releaseBuffer.bind(addon);
-      const watch = vi.spyOn(addon, 'releaseBuffer').mockImplementation((a: Float32Array) => {
-        released.push(a);
-        real(a);
+      const real = addon.releaseBuffers.bind(addon);
+      const watch = vi.spyOn(addon, 'releaseBuffers').mockImplementation((arrays: readonly Float32Array[]) => {
+        released.push(...arrays);
+        real(arrays);
       });
       try {
         const ids = goldenI32(variant, c, 'input_ids');

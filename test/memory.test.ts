@@ -273,3 +273,17 @@ describe.skipIf(process.platform !== 'linux')('host memory available', () => {
     expect(available(v1(9223372036854771712))).toMatchObject({ bytes: 8000000 * 1024, source: 'MemAvailable in /proc/meminfo' });
   });
 });
+
+describe('releaseBuffers', () => {
+  it('detaches every array at once; a bad entry is refused before any is touched', () => {
+    const { releaseBuffers } = loadAddon().addon;
+    const a = new Float32Array(1 << 18);
+    const b = new Float32Array(8);
+    expect(() => releaseBuffers([a, 'x' as unknown as Float32Array])).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => releaseBuffers(a as unknown as Float32Array[])).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(a.length).toBe(1 << 18);
+    releaseBuffers([a, b, a]);
+    expect([a.length, b.length]).toEqual([0, 0]);
+    releaseBuffers([a]); // already detached: nothing to do
+  });
+});

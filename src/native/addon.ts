@@ -55,11 +55,11 @@ export interface NativeAddon extends NativeAddonConvert, NativeAddonRuntime, Nat
   /** native/memory.h HostMemoryAvailable, for tests; `root` as above. */
   hostMemoryAvailable(root?: string): { known: boolean; bytes: number; source: string };
   /**
-   * native/memory.h: detaches the array's buffer so its memory is freed now rather than at V8's
-   * next collection. Only for arrays the runtime made for itself and no caller can hold, after
-   * every native call that read them has settled.
+   * native/memory.h: detaches the arrays' buffers so their memory is freed now rather than at
+   * V8's next collection. Only for arrays the runtime made for itself and no caller can hold,
+   * after every native call that read them has settled.
    */
-  releaseBuffer(array: Float32Array): void;
+  releaseBuffers(arrays: readonly Float32Array[]): void;
   /** native/cpu_compute.h: graph computes run on the shared CPU thread so far, for tests. */
   cpuComputeJobs(): number;
   runReferenceGraph(device: string, weightType: ReferenceWeightType, seed: number): Promise<ReferenceGraphResult>;

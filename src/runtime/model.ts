@@ -644,8 +644,7 @@ export class ModelContext {
         ...(post ? { hdIds: embIds } : {}),
       };
     } finally {
-      const { releaseBuffer } = loadAddon().addon;
-      for (const a of scratch) releaseBuffer(a);
+      releaseScratch(scratch);
     }
   }
 
@@ -709,6 +708,14 @@ export function expandHd(ids: Int32Array, ctxId: number, perTile: number, patche
 function visionRows(c: NativeContext, hp: HovleHParams, images: readonly PixelTiles[], tiles: number, project: boolean, cancel?: NativeCancelFlag,
   into?: Float32Array): Promise<Float32Array> {
   return c.vision(images.map((i) => i.data), tiles, project, into ?? new Float32Array(visionFloats(hp, tiles, project)), cancel);
+}
+
+/**
+ * Frees image-sized arrays the runtime made for itself (image rows, a session's pixels) once
+ * every native call that read them has settled; see native/memory.h ReleaseBuffersJs.
+ */
+export function releaseScratch(arrays: readonly Float32Array[]): void {
+  if (arrays.length > 0) loadAddon().addon.releaseBuffers(arrays);
 }
 
 /** Floats of the front end's rows for `tiles` tiles. */

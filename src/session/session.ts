@@ -3,8 +3,7 @@
 // follow-up question about an image already in the conversation does not recompute the image.
 import { HovleError } from '../errors.js';
 import type { ImageInput } from '../image/preprocess.js';
-import type { ContextOptions, EvaluateOptions, EvaluateResult, HovleModel, ModelContext, PixelTiles } from '../runtime/model.js';
-import { loadAddon } from '../native/load.js';
+import { releaseScratch, type ContextOptions, type EvaluateOptions, type EvaluateResult, type HovleModel, type ModelContext, type PixelTiles } from '../runtime/model.js';
 import { tokensPerTile } from '../model/hparams.js';
 import { Sampler, validateSampling, type SamplingOptions } from '../runtime/sampler.js';
 import { GROUNDING_TAGS } from './grounding.js';
@@ -258,7 +257,7 @@ export class Session {
       const text = textWith(images.map((i) => i.tiles), perTile);
       return { ids: await this.model.tokenizer.encodeAsync(text, { addBos: first }), images };
     } catch (e) {
-      releasePixels(images);
+      releaseScratch(images.map((i) => i.data));
       throw e;
     }
   }
@@ -271,7 +270,7 @@ export class Session {
     try {
       return await this.ctx.evaluate(ids, images, options);
     } finally {
-      releasePixels(images);
+      releaseScratch(images.map((i) => i.data));
     }
   }
 
@@ -506,12 +505,6 @@ export class Session {
   async [Symbol.asyncDispose](): Promise<void> {
     this.dispose();
   }
-}
-
-/** Frees pixels a session preprocessed for itself (see ModelContext's image-sized scratch). */
-function releasePixels(images: readonly PixelTiles[]): void {
-  const { releaseBuffer } = loadAddon().addon;
-  for (const image of images) releaseBuffer(image.data);
 }
 
 /**

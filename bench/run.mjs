@@ -18,10 +18,11 @@
 // the defaults take about 70 minutes a round for all four types on 2 cores, ~17 per type (the
 // 4096-deep decode needs a 4096-token prefill on each side). --quick: 1 round, prompts of 512, decode
 // depths 0 and 1024 (minutes), no pairs. After the rounds, --pairs N decode pairs per type at depth 0
-// (ours and llama-bench back to back, ~1 min a pair on 2 cores at Q8_0; see measurePairs).
+// (ours and llama-bench back to back, ~35 s a pair on 2 cores; bench/pairs.mjs). bench/decode-pairs.mjs runs
+// pairs alone, many of them and at other depths, for a verdict the rounds cannot give.
 // Timing runs want a quiet machine: nothing else should be using the CPU.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, writeFileSync, mkdirSync, statSync } from 'node:fs';
 import { cpus, homedir, totalmem, type as osType, release } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,6 +32,8 @@ import { parseArgs } from 'node:util';
 import { spread } from '../dist/bench/measure.js';
 // Both sides get the runtime's default: one thread per physical core the process may use.
 import { defaultComputeThreads } from '../dist/system-info.js';
+import { oursModels, preparePeer } from './inputs.mjs';
+import { decodePair, formatPairStats, pairStats } from './pairs.mjs';
 import { combineRounds } from './rounds.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -108,29 +111,8 @@ function dropCaches() {
 
 
 // --- inputs -----------------------------------------------------------------------------------
-const ours = Object.fromEntries(types.map((t) => [t, join(modelsDir, `hovle-2b-${t}.gguf`)]));
-for (const [t, path] of Object.entries(ours)) {
-  if (existsSync(path)) continue;
-  log(`writing the synthetic HoVLE ${t} (once): ${path}`);
-  run(process.execPath, [join(root, 'scripts', 'make-synthetic-model.mjs'), 'gguf', '-o', path, '--type', t], { stdio: ['ignore', 'ignore', 'inherit'] });
-}
-
-let peer = null;
-if (!args['no-peer']) {
-  let built;
-  if (peerBin) {
-    // peer.json: what build-llama-peer.mjs printed when these binaries were built (commit, flags).
-    const info = join(peerBin, 'peer.json');
-    built = { ...(existsSync(info) ? JSON.parse(readFileSync(info, 'utf8')) : {}), 'llama-bench': join(peerBin, 'llama-bench'), 'llama-quantize': join(peerBin, 'llama-quantize') };
-    log(`llama.cpp binaries from ${peerBin}${existsSync(info) ? '' : ' (no peer.json: commit unknown)'}`);
-  } else {
-    log('building llama.cpp (llama-bench, llama-quantize) from the pinned source, if needed');
-    built = JSON.parse(run(process.execPath, [join(root, 'scripts', 'build-llama-peer.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] }).stdout.trim().split('\n').pop());
-  }
-  log('writing the InternLM2 peer models, if needed');
-  run(process.execPath, [join(root, 'scripts', 'make-internlm2-peer.mjs'), modelsDir, '--types', types.join(','), '--quantize', built['llama-quantize']], { stdio: ['ignore', 'pipe', 'inherit'] });
-  peer = { bench: built['llama-bench'], build: built, models: Object.fromEntries(types.map((t) => [t, join(modelsDir, `internlm2-hovle-peer-${t}.gguf`)])) };
-}
+const ours = oursModels(modelsDir, types, log);
+const peer = args['no-peer'] ? null : preparePeer({ modelsDir, types, peerBin, log });
 
 // --- memory bandwidth -------------------------------------------------------------------------
 // With the weights on the GPU, decode reads them from device memory: bench/membw.cu measures
@@ -191,30 +173,14 @@ function measurePeer(t, round) {
   perType[t].llamaPeakRssBytes = Math.max(perType[t].llamaPeakRssBytes, pp.peakRssBytes, tg.peakRssBytes);
 }
 
-// A round measures ours for minutes, then llama.cpp for minutes; on this VM a decode figure
-// moves 10-20% between such runs (the same 32-token test read 8.1 and 9.9 tok/s within the
-// hour), more than the gap being measured. A pair is ours and llama.cpp decoding back to back in
-// fresh processes, 3 x 32 greedy tokens each (bench/decode-probe.mjs, as ask() decodes, against
-// llama-bench -n 32 -r 3), alternating which goes first; its ratio compares one machine state.
+// Interleaved pairs (bench/pairs.mjs) after the rounds: a round's ours-then-llama.cpp decode
+// figures are minutes apart, and this VM drifts more than the gap between them in that time.
 function measurePairs(t) {
-  const median = (x) => [...x].sort((a, b) => a - b)[x.length >> 1];
   for (let i = 0; i < pairs; i++) {
     log(`decode pair ${i + 1}/${pairs}: ${t}`);
-    const side = {
-      hovle: () => {
-        const r = run(process.execPath, [join(root, 'bench', 'decode-probe.mjs'), ours[t], '--backend', backend, '--threads', String(threads),
-          '--steps', String(decodeTokens), '--reps', '3', '--depth', '0', ...(args['no-flash'] ? ['--no-flash'] : [])]);
-        return median(JSON.parse(r.stdout.trim().split('\n').pop()).reps.map((x) => x.tokPerS));
-      },
-      llama: () => {
-        const r = run(peer.bench, ['-m', peer.models[t], '-t', String(threads), '-r', '3', '-o', 'json', '-fa', args['no-flash'] ? '0' : '1',
-          ...(backend === 'cpu' ? [] : ['-ngl', '99']), '-p', '0', '-n', String(decodeTokens)]);
-        return median(JSON.parse(r.stdout)[0].samples_ts);
-      },
-    };
-    const got = {};
-    for (const k of i % 2 === 0 ? ['hovle', 'llama'] : ['llama', 'hovle']) got[k] = side[k]();
-    perType[t].pairs.push(got);
+    perType[t].pairs.push(decodePair({
+      ours: ours[t], peer: peer.models[t], llamaBench: peer.bench, threads, backend, tokens: decodeTokens, flash: !args['no-flash'], oursFirst: i % 2 === 0,
+    }));
   }
 }
 
@@ -257,13 +223,8 @@ function report(final) {
   // The median of the per-round ratios, and their range when there was more than one round.
   const ratio = (r) => (r ? (r.runs > 1 ? `${f2(r.median)} (${f2(r.min)}-${f2(r.max)})` : f2(r.median)) : '-');
   const bw = spread(bandwidths);
-  // Medians of the pairs' speeds, and the median (min-max) of the per-pair ratios.
-  const pairsCell = (p) => {
-    if (!p.length) return '-';
-    const r = spread(p.map((x) => x.hovle / x.llama));
-    return `${f2(spread(p.map((x) => x.hovle)).median)} / ${f2(spread(p.map((x) => x.llama)).median)}; ` +
-      `${f2(r.median)}${p.length > 1 ? ` (${f2(r.min)}-${f2(r.max)})` : ''} over ${p.length} pair${p.length > 1 ? 's' : ''}`;
-  };
+  // Medians of the pairs' speeds, then the per-pair ratios (bench/pairs.mjs).
+  const pairsCell = (p) => (p.length ? `${f2(spread(p.map((x) => x.hovle)).median)} / ${f2(spread(p.map((x) => x.llama)).median)}; ${formatPairStats(pairStats(p))}` : '-');
   const bandwidth = bw.median;
 
   const rows = [];
@@ -304,7 +265,7 @@ function report(final) {
     ['frontShare', 'front end / its 256-token prefill'], ['ppImage', 'prefill tok/s, 1-tile image prompt (300)'],
     ['ppImageRatio', 'vs llama.cpp pp300 (text only: ours includes the image front end)'], ['pp', `prefill tok/s, ${prompts.at(-1)} text`], ['ppPeer', `llama.cpp pp${prompts.at(-1)}`],
     ['ppRatio', 'prefill ratio'], ['tg', `decode tok/s at depth ${depths.join(' / ')}`], ['tgPeer', 'llama.cpp decode'],
-    ['tgRatio', 'decode ratio'], ['tgPairs', 'decode at depth 0, interleaved pairs: ours / llama.cpp tok/s, ratio'], ['bound', `decode bandwidth bound tok/s at depth ${depths.join(' / ')} (ours at % of it)`], ['ttft', 'first token ms, 448x448 + question'],
+    ['tgRatio', 'decode ratio'], ['tgPairs', 'decode at depth 0, interleaved pairs: ours / llama.cpp tok/s; ratio median (min-max), geomean and its 95% CI'], ['bound', `decode bandwidth bound tok/s at depth ${depths.join(' / ')} (ours at % of it)`], ['ttft', 'first token ms, 448x448 + question'],
     ['rss', 'peak RSS (budget GGUF + KV + 150 MiB)'],
   ];
 

@@ -294,6 +294,9 @@ describe('hovle bench', () => {
       expect(s.median).toBeGreaterThan(0);
     }
     expect(b.peakRssBytes).toBeGreaterThan(b.fileBytes);
+    // One context size for the measurements and the time-to-first-token session, with room for a
+    // frame and a question: the KV cache in the RSS budget is then the largest one held.
+    expect(b.kvBytes / b.kvBytesPerPosition).toBeGreaterThanOrEqual(1024);
     expect(hovle(['bench', '--help']).stdout).toContain('--depths');
     expect(hovle(['bench', '-m', model, '--depths', 'x']).code).toBe(2);
   });

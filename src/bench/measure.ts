@@ -117,6 +117,9 @@ function syntheticFrame(side: number) {
   return { raw: { data, width: side, height: side, format: 'rgb' as const } };
 }
 
+/** Context positions for the time-to-first-token prompt: one 448x448 frame and a question. */
+const TTFT_CONTEXT = 1024;
+
 export async function benchModel(path: string, options: BenchOptions = {}): Promise<BenchResult> {
   const reps = options.reps ?? 3;
   const prompts = options.prompts ?? [2048];
@@ -151,7 +154,10 @@ export async function benchModel(path: string, options: BenchOptions = {}): Prom
   const next = tokenSource(model);
   const perTile = tokensPerTile(model.hparams.vision);
   const maxPrompt = Math.max(...prompts, perTile + 44);
-  const contextSize = Math.max(maxPrompt, ...depths.map((d) => d + nDecode)) + 16;
+  // At least the room the time-to-first-token session needs for a frame and a question. That
+  // session takes the same size, so the KV cache in the RSS budget (GGUF + KV + 150 MiB) is the
+  // largest one the run holds: a session of its own, larger size outgrew a short run's budget.
+  const contextSize = Math.max(maxPrompt, TTFT_CONTEXT, ...depths.map((d) => d + nDecode)) + 16;
   const ctxOptions: ContextOptions = { ...options.context, flashAttention, kvType: kvType as ContextOptions['kvType'], contextSize };
   const ctx: ModelContext = await model.createContext(ctxOptions);
   const { kvBytes } = ctx.memory;
@@ -250,7 +256,7 @@ export async function benchModel(path: string, options: BenchOptions = {}): Prom
   const side = model.hparams.vision.imageSize;
   const ttft: number[] = [];
   for (let i = 0; i < reps; i++) {
-    const session = await Session.create(model, { ...ctxOptions, contextSize: 1024 });
+    const session = await Session.create(model, ctxOptions);
     const r = await session.ask({ text: 'What is in front of the robot?', images: [syntheticFrame(side)] }, { maxTokens: 1 });
     ttft.push(r.stats.timeToFirstTokenMs);
     session.dispose();

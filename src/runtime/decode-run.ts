@@ -11,6 +11,13 @@ export interface DecodeOptions {
   maxSteps: number;
   /** Ids that end the run: yielded, never evaluated (an end-of-turn id, say). */
   stopIds?: readonly number[];
+  /**
+   * Ends the run after the step in progress. next() then rejects with ABORTED once the cache is
+   * rolled back to the picks taken, so `ctx.cached` is final when it does. That wait is a step,
+   * or longer when another context on the same model has a graph queued on the model's thread
+   * first (a prefill: seconds on a CPU). Session.ask() and stream() reject at once instead, and
+   * keep the session busy until the rollback is done.
+   */
   signal?: AbortSignal;
   /**
    * Draws each pick with this sampler, from the step's logits, instead of taking the argmax on

@@ -2,18 +2,13 @@
 // per type (random weights), llama.cpp's llama-bench and llama-quantize built from the pinned
 // source, and the InternLM2 GGUF of the same decoder shapes that llama.cpp quantizes itself.
 // Shared by bench/run.mjs and bench/decode-pairs.mjs, so both measure the same files.
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+import { run } from './child.mjs';
 
-function run(cmd, argv, stdio) {
-  const r = spawnSync(cmd, argv, { encoding: 'utf8', maxBuffer: 64 << 20, stdio });
-  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed (${r.status})${r.stderr ? `:\n${r.stderr.slice(-4000)}` : ''}`);
-  return r.stdout;
-}
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** {type: path} of the synthetic HoVLE GGUFs in `modelsDir`, written where missing. */
 export function oursModels(modelsDir, types, log) {
@@ -21,7 +16,7 @@ export function oursModels(modelsDir, types, log) {
   for (const [t, path] of Object.entries(ours)) {
     if (existsSync(path)) continue;
     log(`writing the synthetic HoVLE ${t} (once): ${path}`);
-    run(process.execPath, [join(root, 'scripts', 'make-synthetic-model.mjs'), 'gguf', '-o', path, '--type', t], ['ignore', 'ignore', 'inherit']);
+    run(process.execPath, [join(root, 'scripts', 'make-synthetic-model.mjs'), 'gguf', '-o', path, '--type', t], { stdio: ['ignore', 'ignore', 'inherit'] });
   }
   return ours;
 }
@@ -39,9 +34,9 @@ export function preparePeer({ modelsDir, types, peerBin, log }) {
     log(`llama.cpp binaries from ${peerBin}${existsSync(info) ? '' : ' (no peer.json: commit unknown)'}`);
   } else {
     log('building llama.cpp (llama-bench, llama-quantize) from the pinned source, if needed');
-    built = JSON.parse(run(process.execPath, [join(root, 'scripts', 'build-llama-peer.mjs')], ['ignore', 'pipe', 'inherit']).trim().split('\n').pop());
+    built = JSON.parse(run(process.execPath, [join(root, 'scripts', 'build-llama-peer.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] }).stdout.trim().split('\n').pop());
   }
   log('writing the InternLM2 peer models, if needed');
-  run(process.execPath, [join(root, 'scripts', 'make-internlm2-peer.mjs'), modelsDir, '--types', types.join(','), '--quantize', built['llama-quantize']], ['ignore', 'pipe', 'inherit']);
+  run(process.execPath, [join(root, 'scripts', 'make-internlm2-peer.mjs'), modelsDir, '--types', types.join(','), '--quantize', built['llama-quantize']], { stdio: ['ignore', 'pipe', 'inherit'] });
   return { bench: built['llama-bench'], build: built, models: Object.fromEntries(types.map((t) => [t, join(modelsDir, `internlm2-hovle-peer-${t}.gguf`)])) };
 }

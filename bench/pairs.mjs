@@ -5,18 +5,13 @@
 // Why pairs: on this VM a decode figure moves 10-20% within the hour, more than the gap being
 // measured, so a run of ours followed minutes later by one of llama.cpp compares two machine
 // states. A pair compares one; alternating which side goes first cancels a steady drift.
-import { spawnSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { run } from './child.mjs';
+
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const median = (x) => [...x].sort((a, b) => a - b)[x.length >> 1];
-
-function run(cmd, argv) {
-  const r = spawnSync(cmd, argv, { encoding: 'utf8', maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed (${r.status}):\n${r.stderr?.slice(-4000)}`);
-  return r.stdout;
-}
 
 /**
  * One pair: `reps` x `tokens` greedy tokens at `depth` on each side, each side's speed the median
@@ -28,12 +23,12 @@ export function decodePair({ ours, peer, llamaBench, threads, backend = 'cpu', d
   const side = {
     hovle: () => {
       const out = run(process.execPath, [join(root, 'bench', 'decode-probe.mjs'), ours, '--backend', backend, '--threads', String(threads),
-        '--steps', String(tokens), '--reps', String(reps), '--depth', String(depth), ...(flash ? [] : ['--no-flash'])]);
+        '--steps', String(tokens), '--reps', String(reps), '--depth', String(depth), ...(flash ? [] : ['--no-flash'])]).stdout;
       return median(JSON.parse(out.trim().split('\n').pop()).reps.map((x) => x.tokPerS));
     },
     llama: () => {
       const out = run(llamaBench, ['-m', peer, '-t', String(threads), '-r', String(reps), '-o', 'json', '-fa', flash ? '1' : '0',
-        ...(backend === 'cpu' ? [] : ['-ngl', '99']), '-p', '0', '-n', String(tokens), ...(depth > 0 ? ['-d', String(depth)] : [])]);
+        ...(backend === 'cpu' ? [] : ['-ngl', '99']), '-p', '0', '-n', String(tokens), ...(depth > 0 ? ['-d', String(depth)] : [])]).stdout;
       return median(JSON.parse(out)[0].samples_ts);
     },
   };

@@ -32,6 +32,7 @@ import { parseArgs } from 'node:util';
 import { spread } from '../dist/bench/measure.js';
 // Both sides get the runtime's default: one thread per physical core the process may use.
 import { defaultComputeThreads } from '../dist/system-info.js';
+import { run } from './child.mjs';
 import { oursModels, preparePeer } from './inputs.mjs';
 import { decodePair, formatPairStats, pairStats } from './pairs.mjs';
 import { combineRounds } from './rounds.mjs';
@@ -83,12 +84,6 @@ const decodeTokens = 32;
 const modelsDir = resolve(args.models ?? process.env.HOVLE_BENCH_MODELS ?? join(homedir(), '.cache', 'hovle', 'bench'));
 mkdirSync(modelsDir, { recursive: true });
 const log = (m) => process.stderr.write(`[bench] ${m}\n`);
-
-function run(cmd, argv, opts = {}) {
-  const r = spawnSync(cmd, argv, { encoding: 'utf8', maxBuffer: 64 << 20, ...opts });
-  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed (${r.status}):\n${r.stderr?.slice(-4000)}`);
-  return r;
-}
 
 /** Runs argv under GNU time for the child's peak RSS; returns stdout and the RSS in bytes. */
 function timed(cmd, argv) {

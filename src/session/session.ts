@@ -191,23 +191,12 @@ export class Session {
       await before;
       return release;
     }
-    const aborted = () => new HovleError('ABORTED', 'aborted while waiting for the session', { cause: signal.reason });
-    if (signal.aborted) {
-      void before.then(release);
-      throw aborted();
-    }
-    let onAbort!: () => void;
-    const abort = new Promise<never>((_, reject) => {
-      onAbort = () => reject(aborted());
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
     try {
-      await Promise.race([before, abort]);
+      await untilAborted(before, signal, () => new HovleError('ABORTED', 'aborted while waiting for the session', { cause: signal.reason }));
     } catch (e) {
+      // The place in line passes on once the calls before this one are done.
       void before.then(release);
       throw e;
-    } finally {
-      signal.removeEventListener('abort', onAbort);
     }
     return release;
   }
